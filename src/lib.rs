@@ -3,10 +3,20 @@
 //! The library holds everything; the `devcert` binary only parses arguments,
 //! calls into these modules and prints.
 
+pub mod ca;
+pub mod chain;
+pub mod crypto;
+pub mod csr;
 pub mod digest;
 pub mod error;
+pub mod input;
+pub mod issue;
+pub mod keys;
 pub mod name;
 pub mod openssl_conf;
+pub mod output;
+pub mod passphrase;
 pub mod profile;
+pub mod sign;
 
 pub use error::{Error, ErrorKind, Result};

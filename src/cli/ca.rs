@@ -1,0 +1,96 @@
+use clap::Args;
+use devcert::ca::{DEFAULT_CA_DAYS, make_intermediate, make_root};
+use devcert::digest::Digest;
+use devcert::error::Result;
+use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
+use devcert::output::{Mode, commit_all, stage};
+
+use super::subject::{ValidityArgs, resolve_subject};
+use super::{OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
+
+/// Create a CA: a self-signed root, or an intermediate with --ca/--ca-key
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert ca --subject \"/CN=Device Root CA\" --key-out CA.key -o CA.crt\n  devcert ca --algo rsa --subject \"/O=ACME/CN=Fleet Sub CA\" --ca CA.crt --ca-key CA.key --pathlen 0 --key-out sub.key -o sub.crt"
+)]
+pub struct CaArgs {
+    /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
+    #[arg(long, default_value = "ec")]
+    algo: KeyAlgo,
+    /// Subject as /C=CN/O=ALI/CN=Device Root CA
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    subject: Option<String>,
+    /// OpenSSL req config whose distinguished_name is the CA's subject
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    #[command(flatten)]
+    validity: ValidityArgs,
+    /// basicConstraints pathLenConstraint
+    #[arg(long, value_name = "N")]
+    pathlen: Option<u8>,
+    /// Where to write the CA's new private key (mode 0600)
+    #[arg(long, value_name = "FILE")]
+    key_out: String,
+    /// Parent CA certificate (makes an intermediate CA)
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    ca: Option<String>,
+    /// Parent CA private key
+    #[arg(long, value_name = "FILE", requires = "ca")]
+    ca_key: Option<String>,
+    /// Signature digest
+    #[arg(long, value_parser = parse_digest, default_value = "sha256")]
+    digest: Digest,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out_pass: OutPassArgs,
+    /// Output certificate (`-` or absent: standard output)
+    #[arg(short = 'o', long = "out", value_name = "PATH", default_value = "-")]
+    out: String,
+    /// Replace existing output files
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: CaArgs) -> Result<()> {
+    if a.key_out == "-" {
+        usage("--key-out must name a file: a CA key never goes to standard output".into());
+    }
+    let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
+    let lifetime = a.validity.lifetime(DEFAULT_CA_DAYS);
+    let parent = match (&a.ca, &a.ca_key) {
+        (Some(ca), Some(key)) => Some(load_ca(ca, key, &a.pass, a.digest)?),
+        _ => None,
+    };
+    let pass = a.out_pass.passphrase(&a.pass, "the new CA key")?;
+    let key = PrivateKey::generate(a.algo)?;
+    let issued = match &parent {
+        Some(p) => make_intermediate(p, &key, &subject.name, lifetime, a.pathlen)?,
+        None => make_root(&key, &subject.name, lifetime, a.pathlen, a.digest)?,
+    };
+    warn_all(&issued.warnings);
+    let key_pem = key.encode(
+        KeyFormat::Pkcs8,
+        true,
+        pass.as_deref().map(|p| p.as_slice()),
+    )?;
+    let cert_pem = pem_encode("CERTIFICATE", &issued.der);
+    // Key and certificate land together: a CA certificate without its key is useless.
+    let mut staged = vec![stage(
+        std::path::Path::new(&a.key_out),
+        &key_pem,
+        Mode::Secret,
+    )?];
+    if a.out != "-" {
+        staged.push(stage(
+            std::path::Path::new(&a.out),
+            cert_pem.as_bytes(),
+            Mode::Public,
+        )?);
+    }
+    commit_all(staged, a.force)?;
+    if a.out == "-" {
+        devcert::output::write_stdout(cert_pem.as_bytes())?;
+    }
+    Ok(())
+}

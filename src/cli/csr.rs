@@ -1,0 +1,107 @@
+use clap::Args;
+use devcert::csr::build_csr;
+use devcert::digest::Digest;
+use devcert::error::Result;
+use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
+use devcert::output::{Mode, write_file};
+use devcert::profile::san_extension;
+
+use super::subject::resolve_subject;
+use super::{OutArgs, OutPassArgs, PassArgs, load_key, parse_digest, usage, warn_all};
+
+/// Create a certificate signing request (replaces `openssl req -new`)
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert csr --key client.key --config client.csr.cfg -o client.csr\n  devcert csr --new-key rsa:2048 --key-out client.key --config client.csr.cfg -o client.csr\n  devcert csr --key client.key --subject \"/C=CN/O=ALI/CN=client-test\" --san DNS:dev1.example -o client.csr"
+)]
+pub struct CsrArgs {
+    /// The private key to sign the request with
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "new_key",
+        conflicts_with = "new_key"
+    )]
+    key: Option<String>,
+    /// Generate a new key (ec, rsa, rsa:BITS, ec:CURVE) and write it to --key-out
+    #[arg(long, value_name = "ALGO", requires = "key_out", value_parser = check_algo)]
+    new_key: Option<String>,
+    /// Where to write the new key (PKCS#8, mode 0600)
+    #[arg(long, value_name = "FILE")]
+    key_out: Option<String>,
+    /// OpenSSL req config (`[req]` with prompt = no and distinguished_name)
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "subject",
+        conflicts_with = "subject"
+    )]
+    config: Option<String>,
+    /// Subject as /C=CN/O=ALI/CN=client-test
+    #[arg(long)]
+    subject: Option<String>,
+    /// subjectAltName entries: DNS:a,IP:1.2.3.4,email:x@y,URI:..
+    #[arg(long)]
+    san: Option<String>,
+    /// Signature digest (default: the config's default_md, else sha256)
+    #[arg(long, value_parser = parse_digest)]
+    digest: Option<Digest>,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out_pass: OutPassArgs,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+pub fn run(a: CsrArgs) -> Result<()> {
+    let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
+    let req = subject.req.as_ref();
+    let extra = match &a.san {
+        Some(list) => vec![san_extension(list).map_err(|e| e.file("--san"))?],
+        None => Vec::new(),
+    };
+    let digest = a
+        .digest
+        .or(req.and_then(|r| r.digest))
+        .unwrap_or(Digest::Sha256);
+    let key = match (&a.key, &a.new_key) {
+        (Some(path), _) => load_key(path, &a.pass)?,
+        (None, Some(spec)) => {
+            // Bare `rsa` takes the config's default_bits, as `req -newkey rsa` does.
+            let spec = match req.and_then(|r| r.default_bits) {
+                Some(bits) if spec.eq_ignore_ascii_case("rsa") => format!("rsa:{bits}"),
+                _ => spec.clone(),
+            };
+            PrivateKey::generate(spec.parse::<KeyAlgo>().unwrap_or_else(|m| usage(m)))?
+        }
+        (None, None) => usage("give --key FILE or --new-key ALGO".into()),
+    };
+    let built = build_csr(
+        &key,
+        &subject.name,
+        req.and_then(|r| r.extensions.as_ref()),
+        extra,
+        digest,
+    )?;
+    warn_all(&built.warnings);
+    if let (Some(path), None) = (&a.key_out, &a.key) {
+        let pass = a.out_pass.passphrase(&a.pass, "the new key")?;
+        let pem = key.encode(
+            KeyFormat::Pkcs8,
+            true,
+            pass.as_deref().map(|p| p.as_slice()),
+        )?;
+        write_file(path, &pem, Mode::Secret, a.out.force)?;
+    }
+    write_file(
+        &a.out.out,
+        pem_encode("CERTIFICATE REQUEST", &built.der).as_bytes(),
+        Mode::Public,
+        a.out.force,
+    )
+}
+
+fn check_algo(s: &str) -> Result<String, String> {
+    s.parse::<KeyAlgo>().map(|_| s.to_string())
+}

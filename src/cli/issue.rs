@@ -1,0 +1,80 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use devcert::digest::Digest;
+use devcert::error::Result;
+use devcert::issue::{DeviceSpec, make_device, write_device};
+use devcert::keys::KeyAlgo;
+
+use super::sign::DEFAULT_DEVICE_DAYS;
+use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
+use super::{OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
+
+/// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert issue --config client.csr.cfg --ca CA.crt --ca-key CA.key --profile client.crt.cfg --days 500 --out-dir device1\n  devcert issue --algo rsa --cn client-test --ca CA.crt --ca-key CA.key --out-dir device2\n\nWrites client.key, client.csr, client.crt, client_pkcs8.key and client_chain.crt into --out-dir."
+)]
+pub struct IssueArgs {
+    /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
+    #[arg(long, default_value = "ec")]
+    algo: KeyAlgo,
+    /// OpenSSL req config (`[req]` with prompt = no and distinguished_name)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "cn"])]
+    config: Option<String>,
+    /// Subject as /C=CN/O=ALI/CN=client-test
+    #[arg(long, conflicts_with = "cn")]
+    subject: Option<String>,
+    /// Subject with only a common name
+    #[arg(long, required_unless_present_any = ["config", "subject"])]
+    cn: Option<String>,
+    /// The CA certificate
+    #[arg(long, value_name = "FILE")]
+    ca: String,
+    /// The CA's private key
+    #[arg(long, value_name = "FILE")]
+    ca_key: String,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    validity: ValidityArgs,
+    /// Signature digest (default: the config's default_md, else sha256)
+    #[arg(long, value_parser = parse_digest)]
+    digest: Option<Digest>,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out_pass: OutPassArgs,
+    /// Folder for the five files (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// Replace existing device files in the folder
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: IssueArgs) -> Result<()> {
+    let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), a.cn.as_deref())?;
+    let req = subject.req.as_ref();
+    let digest = a
+        .digest
+        .or(req.and_then(|r| r.digest))
+        .unwrap_or(Digest::Sha256);
+    let profile = a.profile.load()?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
+    let pass = a.out_pass.passphrase(&a.pass, "the device key")?;
+    let files = make_device(
+        &ca,
+        &DeviceSpec {
+            algo: a.algo,
+            subject: &subject.name,
+            req_extensions: req.and_then(|r| r.extensions.as_ref()),
+            profile: &profile,
+            lifetime: a.validity.lifetime(DEFAULT_DEVICE_DAYS),
+            digest,
+            key_passphrase: pass.as_deref().map(|p| p.as_slice()),
+        },
+    )?;
+    warn_all(&files.warnings);
+    write_device(&a.out_dir, &files, a.force)
+}

@@ -1,0 +1,53 @@
+use clap::Args;
+use devcert::error::Result;
+use devcert::keys::{Curve, KeyAlgo, KeyFormat, PrivateKey};
+use devcert::output::{Mode, write_file};
+
+use super::{OutArgs, PassArgs, usage};
+
+/// Generate a private key (replaces `openssl genpkey` / `ecparam -genkey`)
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert key -o client.key                  # EC P-256, PKCS#8 PEM\n  devcert key --algo rsa --bits 2048 -o client.key\n  devcert key --curve p384 --format sec1 -o client.key"
+)]
+pub struct KeyArgs {
+    /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
+    #[arg(long, default_value = "ec")]
+    algo: KeyAlgo,
+    /// RSA modulus size
+    #[arg(long, value_parser = ["2048", "3072", "4096"])]
+    bits: Option<String>,
+    /// EC curve: p256 (prime256v1, secp256r1, P-256) or p384 (secp384r1, P-384)
+    #[arg(long)]
+    curve: Option<Curve>,
+    /// pkcs8 (BEGIN PRIVATE KEY), sec1 (BEGIN EC PRIVATE KEY) or pkcs1 (BEGIN RSA PRIVATE KEY)
+    #[arg(long, default_value = "pkcs8")]
+    format: KeyFormat,
+    /// Encrypt the key (PKCS#8 PBES2, PBKDF2-SHA256, AES-256-CBC)
+    #[arg(long)]
+    encrypt: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+pub fn run(a: KeyArgs) -> Result<()> {
+    let bits = a.bits.as_deref().and_then(|b| b.parse().ok());
+    let algo = a
+        .algo
+        .with_overrides(bits, a.curve)
+        .unwrap_or_else(|m| usage(m));
+    a.format.check(algo).unwrap_or_else(|m| usage(m));
+    if a.encrypt && a.format != KeyFormat::Pkcs8 {
+        usage("--encrypt writes encrypted PKCS#8; drop --format or use --format pkcs8".into());
+    }
+    let pass = if a.encrypt {
+        Some(a.pass.source().read("the new key", true)?)
+    } else {
+        None
+    };
+    let key = PrivateKey::generate(algo)?;
+    let pem = key.encode(a.format, true, pass.as_deref().map(|p| p.as_slice()))?;
+    write_file(&a.out.out, &pem, Mode::Secret, a.out.force)
+}

@@ -1,0 +1,38 @@
+use clap::Args;
+use devcert::error::Result;
+use devcert::keys::{KeyFormat, PrivateKey};
+use devcert::output::{Mode, write_file};
+
+use super::{OutArgs, OutPassArgs, PassArgs, read_input};
+
+/// Convert a private key to PKCS#8 (replaces `openssl pkcs8 -topk8 -nocrypt`)
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert pkcs8 client.key -o client_pkcs8.key\n  devcert pkcs8 client.key --der -o client_pkcs8.der\n  devcert pkcs8 enc.key --passphrase-file pw.txt -o client_pkcs8.key"
+)]
+pub struct Pkcs8Args {
+    /// The key: PKCS#8 (plain or encrypted), SEC1, PKCS#1; PEM or DER
+    #[arg(value_name = "KEY")]
+    key: String,
+    /// Write DER instead of PEM
+    #[arg(long)]
+    der: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out_pass: OutPassArgs,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+pub fn run(a: Pkcs8Args) -> Result<()> {
+    let input = read_input(&a.key)?;
+    let (key, _) = PrivateKey::load(&input, &a.pass.source())?;
+    let pass = a.out_pass.passphrase(&a.pass, "the PKCS#8 key")?;
+    let bytes = key.encode(
+        KeyFormat::Pkcs8,
+        !a.der,
+        pass.as_deref().map(|p| p.as_slice()),
+    )?;
+    write_file(&a.out.out, &bytes, Mode::Secret, a.out.force)
+}

@@ -1,0 +1,272 @@
+//! Signing and signature verification over raw bytes: the one place that
+//! knows signature algorithm identifiers.
+//!
+//! Signing goes through ring where it has the (curve, digest) pair, since it
+//! is 3-5x faster than the pure-Rust signers (PITFALLS.md); the rest (e.g. a
+//! P-256 key with `--digest sha384`) uses the RustCrypto signers. Verification
+//! uses the RustCrypto verifiers for every pair, including SHA-1 for old CAs.
+
+use der::asn1::{AnyRef, ObjectIdentifier};
+use der::{Decode, Encode};
+use pkcs1::DecodeRsaPublicKey;
+use pkcs8::DecodePrivateKey;
+use sha2::Digest as _;
+use signature::hazmat::{PrehashSigner, PrehashVerifier};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoRef};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::keys::{Curve, KeyAlgo, OID_EC_PUBLIC_KEY, OID_RSA_ENCRYPTION, PrivateKey};
+
+const ECDSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
+const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+const RSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
+const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+
+/// The signature AlgorithmIdentifier for `algo` with `digest`, encoded as
+/// OpenSSL does (RSA with NULL parameters, ECDSA with none).
+pub fn signature_algorithm(algo: KeyAlgo, digest: Digest) -> AlgorithmIdentifierOwned {
+    let (oid, null) = match (algo, digest) {
+        (KeyAlgo::Ec(_), Digest::Sha256) => (ECDSA_SHA256, false),
+        (KeyAlgo::Ec(_), Digest::Sha384) => (ECDSA_SHA384, false),
+        (KeyAlgo::Ec(_), Digest::Sha512) => (ECDSA_SHA512, false),
+        (KeyAlgo::Rsa(_), Digest::Sha256) => (RSA_SHA256, true),
+        (KeyAlgo::Rsa(_), Digest::Sha384) => (RSA_SHA384, true),
+        (KeyAlgo::Rsa(_), Digest::Sha512) => (RSA_SHA512, true),
+    };
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: null.then(|| der::asn1::Any::from(AnyRef::NULL)),
+    }
+}
+
+/// A short name for a signature algorithm OID (`ecdsa-with-SHA256`), as
+/// OpenSSL prints it.
+pub fn signature_algorithm_name(oid: &ObjectIdentifier) -> String {
+    match *oid {
+        ECDSA_SHA1 => "ecdsa-with-SHA1".into(),
+        ECDSA_SHA256 => "ecdsa-with-SHA256".into(),
+        ECDSA_SHA384 => "ecdsa-with-SHA384".into(),
+        ECDSA_SHA512 => "ecdsa-with-SHA512".into(),
+        RSA_SHA1 => "sha1WithRSAEncryption".into(),
+        RSA_SHA256 => "sha256WithRSAEncryption".into(),
+        RSA_SHA384 => "sha384WithRSAEncryption".into(),
+        RSA_SHA512 => "sha512WithRSAEncryption".into(),
+        other => other.to_string(),
+    }
+}
+
+enum Backend {
+    RingEc(ring::signature::EcdsaKeyPair),
+    RingRsa(
+        ring::signature::RsaKeyPair,
+        &'static dyn ring::signature::RsaEncoding,
+    ),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    Rsa(rsa::PrivateKey),
+}
+
+/// A private key ready to sign with one digest.
+pub struct Signer {
+    backend: Backend,
+    digest: Digest,
+    algorithm: AlgorithmIdentifierOwned,
+    algo: KeyAlgo,
+}
+
+impl Signer {
+    pub fn new(key: &PrivateKey, digest: Digest) -> Result<Signer> {
+        let der = key.pkcs8_der();
+        let err = |e: &dyn std::fmt::Display| Error::crypto("cannot use key for signing", e);
+        let rng = ring::rand::SystemRandom::new();
+        use ring::signature as rs;
+        let ring_ec = match (key.algo(), digest) {
+            (KeyAlgo::Ec(Curve::P256), Digest::Sha256) => Some(&rs::ECDSA_P256_SHA256_ASN1_SIGNING),
+            (KeyAlgo::Ec(Curve::P384), Digest::Sha384) => Some(&rs::ECDSA_P384_SHA384_ASN1_SIGNING),
+            _ => None,
+        };
+        let backend = match (key.algo(), ring_ec) {
+            (_, Some(alg)) => {
+                Backend::RingEc(rs::EcdsaKeyPair::from_pkcs8(alg, der, &rng).map_err(|e| err(&e))?)
+            }
+            (KeyAlgo::Ec(Curve::P256), None) => {
+                Backend::P256(p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| err(&e))?)
+            }
+            (KeyAlgo::Ec(Curve::P384), None) => {
+                Backend::P384(p384::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| err(&e))?)
+            }
+            (KeyAlgo::Rsa(bits), None) => {
+                let encoding: &'static dyn ring::signature::RsaEncoding = match digest {
+                    Digest::Sha256 => &rs::RSA_PKCS1_SHA256,
+                    Digest::Sha384 => &rs::RSA_PKCS1_SHA384,
+                    Digest::Sha512 => &rs::RSA_PKCS1_SHA512,
+                };
+                // ring refuses keys under 2048 bits; those still sign, slower.
+                match rs::RsaKeyPair::from_pkcs8(der) {
+                    Ok(kp) if bits >= 2048 => Backend::RingRsa(kp, encoding),
+                    _ => Backend::Rsa(rsa::PrivateKey::from_pkcs8_der(der).map_err(|e| err(&e))?),
+                }
+            }
+        };
+        Ok(Signer {
+            backend,
+            digest,
+            algorithm: signature_algorithm(key.algo(), digest),
+            algo: key.algo(),
+        })
+    }
+
+    pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
+        &self.algorithm
+    }
+
+    pub fn key_algo(&self) -> KeyAlgo {
+        self.algo
+    }
+
+    /// The signature over `msg` (DER ECDSA-Sig-Value or PKCS#1 v1.5 bytes).
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        let err = |e: &dyn std::fmt::Display| Error::crypto("signing failed", e);
+        let rng = ring::rand::SystemRandom::new();
+        match &self.backend {
+            Backend::RingEc(kp) => Ok(kp.sign(&rng, msg).map_err(|e| err(&e))?.as_ref().to_vec()),
+            Backend::RingRsa(kp, enc) => {
+                let mut sig = vec![0u8; kp.public().modulus_len()];
+                kp.sign(*enc, &rng, msg, &mut sig).map_err(|e| err(&e))?;
+                Ok(sig)
+            }
+            Backend::P256(k) => {
+                let s: p256::ecdsa::DerSignature = k
+                    .sign_prehash(&hash(self.digest, msg))
+                    .map_err(|e| err(&e))?;
+                Ok(s.as_bytes().to_vec())
+            }
+            Backend::P384(k) => {
+                let s: p384::ecdsa::DerSignature = k
+                    .sign_prehash(&hash(self.digest, msg))
+                    .map_err(|e| err(&e))?;
+                Ok(s.as_bytes().to_vec())
+            }
+            Backend::Rsa(k) => k
+                .sign(pkcs1v15_scheme(self.digest), &hash(self.digest, msg))
+                .map_err(|e| err(&e)),
+        }
+    }
+}
+
+fn hash(digest: Digest, msg: &[u8]) -> Vec<u8> {
+    match digest {
+        Digest::Sha256 => sha2::Sha256::digest(msg).to_vec(),
+        Digest::Sha384 => sha2::Sha384::digest(msg).to_vec(),
+        Digest::Sha512 => sha2::Sha512::digest(msg).to_vec(),
+    }
+}
+
+fn pkcs1v15_scheme(digest: Digest) -> rsa::Pkcs1v15Sign {
+    match digest {
+        Digest::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+        Digest::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+        Digest::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+    }
+}
+
+/// Checks `sig` over `msg` with the public key `spki_der` under the
+/// signature algorithm `alg`. The error says why, in the user's terms.
+pub fn verify(
+    spki_der: &[u8],
+    alg: &AlgorithmIdentifierOwned,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), String> {
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der)
+        .map_err(|e| format!("unreadable public key ({e})"))?;
+    let key_bytes = spki.subject_public_key.raw_bytes();
+    let bad = || "signature does not verify".to_string();
+    match (spki.algorithm.oid, alg.oid) {
+        (OID_EC_PUBLIC_KEY, ECDSA_SHA1 | ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512) => {
+            let prehash = match alg.oid {
+                ECDSA_SHA1 => sha1::Sha1::digest(msg).to_vec(),
+                ECDSA_SHA256 => hash(Digest::Sha256, msg),
+                ECDSA_SHA384 => hash(Digest::Sha384, msg),
+                _ => hash(Digest::Sha512, msg),
+            };
+            let curve = spki
+                .algorithm
+                .parameters_oid()
+                .ok()
+                .and_then(|o| Curve::from_oid(&o))
+                .ok_or("unsupported EC curve (devcert supports P-256 and P-384)")?;
+            match curve {
+                Curve::P256 => {
+                    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|_| "invalid EC public key")?;
+                    let s = p256::ecdsa::DerSignature::from_bytes(sig).map_err(|_| bad())?;
+                    vk.verify_prehash(&prehash, &s).map_err(|_| bad())
+                }
+                Curve::P384 => {
+                    let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map_err(|_| "invalid EC public key")?;
+                    let s = p384::ecdsa::DerSignature::from_bytes(sig).map_err(|_| bad())?;
+                    vk.verify_prehash(&prehash, &s).map_err(|_| bad())
+                }
+            }
+        }
+        (OID_RSA_ENCRYPTION, RSA_SHA1 | RSA_SHA256 | RSA_SHA384 | RSA_SHA512) => {
+            let key = rsa::PublicKey::from_pkcs1_der(key_bytes)
+                .map_err(|e| format!("invalid RSA public key ({e})"))?;
+            let (scheme, prehash) = match alg.oid {
+                RSA_SHA1 => (
+                    rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    sha1::Sha1::digest(msg).to_vec(),
+                ),
+                RSA_SHA256 => (pkcs1v15_scheme(Digest::Sha256), hash(Digest::Sha256, msg)),
+                RSA_SHA384 => (pkcs1v15_scheme(Digest::Sha384), hash(Digest::Sha384, msg)),
+                _ => (pkcs1v15_scheme(Digest::Sha512), hash(Digest::Sha512, msg)),
+            };
+            key.verify(scheme, &prehash, sig).map_err(|_| bad())
+        }
+        (key_oid, sig_oid) => Err(format!(
+            "unsupported signature algorithm {} for a {} key",
+            signature_algorithm_name(&sig_oid),
+            if key_oid == OID_RSA_ENCRYPTION {
+                "RSA".to_string()
+            } else if key_oid == OID_EC_PUBLIC_KEY {
+                "EC".to_string()
+            } else {
+                key_oid.to_string()
+            }
+        )),
+    }
+}
+
+/// Encodes `alg`, panicking never: an AlgorithmIdentifier always encodes.
+pub fn algorithm_der(alg: &AlgorithmIdentifierOwned) -> Vec<u8> {
+    alg.to_der().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_and_digest_signs_and_verifies() {
+        for algo in [
+            KeyAlgo::Ec(Curve::P256),
+            KeyAlgo::Ec(Curve::P384),
+            KeyAlgo::Rsa(2048),
+        ] {
+            let key = PrivateKey::generate(algo).unwrap();
+            for digest in [Digest::Sha256, Digest::Sha384, Digest::Sha512] {
+                let s = Signer::new(&key, digest).unwrap();
+                let sig = s.sign(b"message").unwrap();
+                verify(key.spki_der(), s.algorithm(), b"message", &sig).unwrap();
+                assert!(verify(key.spki_der(), s.algorithm(), b"messagE", &sig).is_err());
+            }
+        }
+    }
+}

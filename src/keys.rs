@@ -1,0 +1,666 @@
+//! Private keys: generate, load from every format OpenSSL writes (PKCS#8
+//! plain or encrypted, SEC1 with or without its `EC PARAMETERS` block,
+//! PKCS#1; PEM or DER), and encode as PKCS#8, SEC1 or PKCS#1.
+//!
+//! A loaded key is held as normalised PKCS#8 DER (the layout of
+//! `openssl pkcs8 -topk8`: the EC public key kept, the curve only in the
+//! algorithm identifier), zeroized on drop.
+
+use std::fmt;
+use std::str::FromStr;
+
+use der::{Decode, Encode};
+use getrandom::SysRng;
+use pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, ObjectIdentifier};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{Input, describe_tag};
+use crate::passphrase::PassphraseSource;
+
+pub const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub const OID_RSA_ENCRYPTION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+pub const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+pub const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// PBKDF2-HMAC-SHA256 rounds for `--encrypt` (OWASP's 2023 figure). Java,
+/// OpenSSL and Python all read PBES2/PBKDF2/AES-256-CBC; scrypt Java can't.
+const PBKDF2_ROUNDS: u32 = 600_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Curve {
+    P256,
+    P384,
+}
+
+impl Curve {
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            Curve::P256 => OID_P256,
+            Curve::P384 => OID_P384,
+        }
+    }
+
+    pub fn from_oid(oid: &ObjectIdentifier) -> Option<Curve> {
+        match *oid {
+            OID_P256 => Some(Curve::P256),
+            OID_P384 => Some(Curve::P384),
+            _ => None,
+        }
+    }
+
+    /// The name OpenSSL prints (`ASN1 OID: prime256v1`).
+    pub fn openssl_name(self) -> &'static str {
+        match self {
+            Curve::P256 => "prime256v1",
+            Curve::P384 => "secp384r1",
+        }
+    }
+}
+
+impl FromStr for Curve {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "p256" | "p-256" | "prime256v1" | "secp256r1" => Ok(Curve::P256),
+            "p384" | "p-384" | "secp384r1" => Ok(Curve::P384),
+            _ => Err(format!("unknown curve '{s}' (use p256 or p384)")),
+        }
+    }
+}
+
+impl fmt::Display for Curve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+        })
+    }
+}
+
+/// What kind of key to make or what kind a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgo {
+    Ec(Curve),
+    Rsa(usize),
+}
+
+pub const RSA_SIZES: [usize; 3] = [2048, 3072, 4096];
+
+impl KeyAlgo {
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyAlgo::Rsa(_))
+    }
+
+    /// `--algo` with separate `--bits`/`--curve` flags applied on top.
+    pub fn with_overrides(
+        self,
+        bits: Option<usize>,
+        curve: Option<Curve>,
+    ) -> Result<KeyAlgo, String> {
+        match (self, bits, curve) {
+            (KeyAlgo::Rsa(_), Some(b), None) => KeyAlgo::from_str(&format!("rsa:{b}")),
+            (KeyAlgo::Ec(_), None, Some(c)) => Ok(KeyAlgo::Ec(c)),
+            (KeyAlgo::Rsa(_), _, Some(_)) => Err("--curve applies to EC keys, not RSA".into()),
+            (KeyAlgo::Ec(_), Some(_), _) => Err("--bits applies to RSA keys, not EC".into()),
+            (algo, None, None) => Ok(algo),
+        }
+    }
+}
+
+impl FromStr for KeyAlgo {
+    type Err = String;
+    /// `ec`, `rsa`, `rsa:BITS`, `ec:CURVE` or a bare curve name.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        let (kind, param) = match lower.split_once(':') {
+            Some((k, p)) => (k, Some(p)),
+            None => (lower.as_str(), None),
+        };
+        match (kind, param) {
+            ("ec", None) => Ok(KeyAlgo::Ec(Curve::P256)),
+            ("ec", Some(c)) => Ok(KeyAlgo::Ec(c.parse()?)),
+            ("rsa", None) => Ok(KeyAlgo::Rsa(2048)),
+            ("rsa", Some(b)) => match b.parse::<usize>() {
+                Ok(bits) if RSA_SIZES.contains(&bits) => Ok(KeyAlgo::Rsa(bits)),
+                _ => Err(format!(
+                    "unsupported RSA size '{b}' (use 2048, 3072 or 4096)"
+                )),
+            },
+            (_, None) => lower.parse::<Curve>().map(KeyAlgo::Ec).map_err(|_| {
+                format!("unknown algorithm '{s}' (use ec, rsa, rsa:BITS, ec:CURVE, p256 or p384)")
+            }),
+            _ => Err(format!(
+                "unknown algorithm '{s}' (use ec, rsa, rsa:BITS, ec:CURVE, p256 or p384)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyAlgo::Ec(c) => write!(f, "EC {c}"),
+            KeyAlgo::Rsa(bits) => write!(f, "RSA {bits}"),
+        }
+    }
+}
+
+/// Output encodings of a private key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    Pkcs8,
+    Sec1,
+    Pkcs1,
+}
+
+impl FromStr for KeyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "pkcs8" => Ok(KeyFormat::Pkcs8),
+            "sec1" => Ok(KeyFormat::Sec1),
+            "pkcs1" => Ok(KeyFormat::Pkcs1),
+            _ => Err(format!(
+                "unknown key format '{s}' (use pkcs8, sec1 or pkcs1)"
+            )),
+        }
+    }
+}
+
+impl KeyFormat {
+    /// Whether keys of `algo` can be written in this format.
+    pub fn check(self, algo: KeyAlgo) -> Result<(), String> {
+        match (self, algo) {
+            (KeyFormat::Sec1, KeyAlgo::Rsa(_)) => {
+                Err("--format sec1 is for EC keys; RSA keys use pkcs8 or pkcs1".into())
+            }
+            (KeyFormat::Pkcs1, KeyAlgo::Ec(_)) => {
+                Err("--format pkcs1 is for RSA keys; EC keys use pkcs8 or sec1".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a key file was encoded, as found when loading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEncoding {
+    Pkcs8,
+    EncryptedPkcs8,
+    Sec1,
+    Pkcs1,
+}
+
+impl fmt::Display for KeyEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyEncoding::Pkcs8 => "PKCS#8",
+            KeyEncoding::EncryptedPkcs8 => "encrypted PKCS#8",
+            KeyEncoding::Sec1 => "SEC1",
+            KeyEncoding::Pkcs1 => "PKCS#1",
+        })
+    }
+}
+
+pub struct PrivateKey {
+    algo: KeyAlgo,
+    pkcs8: Zeroizing<Vec<u8>>,
+    spki: Vec<u8>,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({})", self.algo)
+    }
+}
+
+/// Runs `$body` with `$T` bound to the curve's `SecretKey` type.
+macro_rules! with_curve {
+    ($curve:expr, $T:ident => $body:expr) => {
+        match $curve {
+            Curve::P256 => {
+                type $T = p256::SecretKey;
+                $body
+            }
+            Curve::P384 => {
+                type $T = p384::SecretKey;
+                $body
+            }
+        }
+    };
+}
+
+fn crypto_err(e: impl fmt::Display) -> Error {
+    Error::crypto("key operation failed", e)
+}
+
+impl PrivateKey {
+    pub fn generate(algo: KeyAlgo) -> Result<PrivateKey> {
+        let pkcs8 = match algo {
+            KeyAlgo::Ec(curve) => {
+                // ring's generator is several times faster than the generic
+                // one and emits exactly the normalised PKCS#8 layout.
+                let alg = match curve {
+                    Curve::P256 => &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    Curve::P384 => &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                };
+                let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(
+                    alg,
+                    &ring::rand::SystemRandom::new(),
+                )
+                .map_err(|_| crypto_err("EC key generation failed"))?;
+                Zeroizing::new(doc.as_ref().to_vec())
+            }
+            KeyAlgo::Rsa(bits) => {
+                let key = rsa::PrivateKey::new(&mut SysRng, bits).map_err(crypto_err)?;
+                Zeroizing::new(key.to_pkcs8_der().map_err(crypto_err)?.as_bytes().to_vec())
+            }
+        };
+        PrivateKey::from_pkcs8_der(&pkcs8).map_err(crypto_err)
+    }
+
+    /// Parses and normalises an unencrypted PKCS#8 key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, String> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der)
+            .map_err(|e| format!("not a PKCS#8 private key ({e})"))?;
+        match info.algorithm.oid {
+            OID_EC_PUBLIC_KEY => {
+                let curve_oid = info.algorithm.parameters_oid().map_err(|_| {
+                    "EC key without a named curve (explicit parameters are not supported)"
+                        .to_string()
+                })?;
+                let curve = Curve::from_oid(&curve_oid).ok_or_else(|| {
+                    format!("unsupported EC curve {curve_oid} (devcert supports P-256 and P-384)")
+                })?;
+                with_curve!(curve, K => {
+                    let key = K::from_pkcs8_der(der).map_err(|e| format!("invalid EC key ({e})"))?;
+                    Self::from_ec(curve, &key)
+                })
+            }
+            OID_RSA_ENCRYPTION => {
+                let key = rsa::PrivateKey::from_pkcs8_der(der)
+                    .map_err(|e| format!("invalid RSA key ({e})"))?;
+                Self::from_rsa(&key)
+            }
+            other => Err(format!(
+                "unsupported key algorithm {other} (devcert supports EC P-256/P-384 and RSA)"
+            )),
+        }
+    }
+
+    fn from_ec<C>(curve: Curve, key: &elliptic_curve::SecretKey<C>) -> Result<PrivateKey, String>
+    where
+        elliptic_curve::SecretKey<C>: EncodePrivateKey,
+        elliptic_curve::PublicKey<C>: EncodePublicKey,
+        C: elliptic_curve::CurveArithmetic,
+    {
+        let pkcs8 = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+        let spki = key
+            .public_key()
+            .to_public_key_der()
+            .map_err(|e| e.to_string())?;
+        Ok(PrivateKey {
+            algo: KeyAlgo::Ec(curve),
+            pkcs8: Zeroizing::new(pkcs8.as_bytes().to_vec()),
+            spki: spki.into_vec(),
+        })
+    }
+
+    fn from_rsa(key: &rsa::PrivateKey) -> Result<PrivateKey, String> {
+        use rsa::traits::PublicKeyParts;
+        let bits = key.n().bit_width_vartime() as usize;
+        let pkcs8 = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+        let spki = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| e.to_string())?;
+        Ok(PrivateKey {
+            algo: KeyAlgo::Rsa(bits),
+            pkcs8: Zeroizing::new(pkcs8.as_bytes().to_vec()),
+            spki: spki.into_vec(),
+        })
+    }
+
+    /// Loads a private key in any supported encoding. The passphrase is
+    /// read only if the key turns out to be encrypted.
+    pub fn load(input: &Input, pass: &PassphraseSource) -> Result<(PrivateKey, KeyEncoding)> {
+        let what = "cannot read private key";
+        let label = &input.label;
+        let fail = |why: String| Error::parse(what, why).file(label.clone());
+        let blocks = input.blocks().map_err(|e| Error {
+            what: what.into(),
+            ..e
+        })?;
+        // OpenSSL's `ecparam -genkey` writes an EC PARAMETERS block first.
+        let mut curve_hint = None;
+        let mut keys = Vec::new();
+        for b in &blocks {
+            match b.tag.as_deref() {
+                Some("EC PARAMETERS") => {
+                    curve_hint = ObjectIdentifier::from_der(&b.der)
+                        .ok()
+                        .and_then(|o| Curve::from_oid(&o));
+                }
+                Some(
+                    "PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY",
+                )
+                | None => keys.push(b),
+                Some(other) => {
+                    return Err(fail(format!(
+                        "expected a private key, found {}",
+                        describe_tag(other)
+                    )));
+                }
+            }
+        }
+        let block = match keys.as_slice() {
+            [one] => *one,
+            [] => return Err(fail("no private key in the file".into())),
+            _ => {
+                return Err(fail(format!(
+                    "expected one private key, found {}",
+                    keys.len()
+                )));
+            }
+        };
+        if block.has_headers {
+            return Err(Error::new(
+                ErrorKind::Parse,
+                what,
+                "legacy OpenSSL encryption (Proc-Type: 4,ENCRYPTED) is not supported",
+            )
+            .file(label.clone())
+            .hint(format!(
+                "convert it first: openssl pkcs8 -topk8 -v2 aes-256-cbc -in {label} -out key.p8"
+            )));
+        }
+        let der = Zeroizing::new(block.der.clone());
+        let attempt = |enc: KeyEncoding| -> Result<PrivateKey, String> {
+            match enc {
+                KeyEncoding::Pkcs8 => PrivateKey::from_pkcs8_der(&der),
+                KeyEncoding::Sec1 => from_sec1(&der, curve_hint),
+                KeyEncoding::Pkcs1 => {
+                    let key = rsa::PrivateKey::from_pkcs1_der(&der)
+                        .map_err(|e| format!("invalid PKCS#1 RSA key ({e})"))?;
+                    PrivateKey::from_rsa(&key)
+                }
+                KeyEncoding::EncryptedPkcs8 => unreachable!("handled below"),
+            }
+        };
+        let encoding = match block.tag.as_deref() {
+            Some("PRIVATE KEY") => KeyEncoding::Pkcs8,
+            Some("ENCRYPTED PRIVATE KEY") => KeyEncoding::EncryptedPkcs8,
+            Some("EC PRIVATE KEY") => KeyEncoding::Sec1,
+            Some("RSA PRIVATE KEY") => KeyEncoding::Pkcs1,
+            _ => sniff_der(&der)
+                .ok_or_else(|| fail("not a private key (PKCS#8, SEC1 or PKCS#1)".into()))?,
+        };
+        if encoding == KeyEncoding::EncryptedPkcs8 {
+            let key = decrypt_pkcs8(&der, pass, label)?;
+            return Ok((key, encoding));
+        }
+        attempt(encoding).map(|k| (k, encoding)).map_err(fail)
+    }
+
+    pub fn algo(&self) -> KeyAlgo {
+        self.algo
+    }
+
+    /// Normalised PKCS#8 DER.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// SubjectPublicKeyInfo DER of the public half.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// Encodes the key; `pem` selects PEM text over DER; `encrypt` (PKCS#8
+    /// only) wraps it in PBES2 with that passphrase.
+    pub fn encode(
+        &self,
+        format: KeyFormat,
+        pem: bool,
+        encrypt: Option<&[u8]>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        format
+            .check(self.algo)
+            .map_err(|e| Error::new(ErrorKind::Parse, "cannot encode key", e))?;
+        let (tag, der): (&str, Zeroizing<Vec<u8>>) = match (format, encrypt) {
+            (KeyFormat::Pkcs8, None) => ("PRIVATE KEY", Zeroizing::new(self.pkcs8.to_vec())),
+            (KeyFormat::Pkcs8, Some(pass)) => {
+                ("ENCRYPTED PRIVATE KEY", self.encrypted_pkcs8(pass)?)
+            }
+            (_, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Parse,
+                    "cannot encode key",
+                    "encryption needs PKCS#8 output (--format pkcs8)",
+                ));
+            }
+            (KeyFormat::Sec1, None) => ("EC PRIVATE KEY", self.sec1_der()?),
+            (KeyFormat::Pkcs1, None) => {
+                let key = rsa::PrivateKey::from_pkcs8_der(&self.pkcs8).map_err(crypto_err)?;
+                (
+                    "RSA PRIVATE KEY",
+                    Zeroizing::new(key.to_pkcs1_der().map_err(crypto_err)?.as_bytes().to_vec()),
+                )
+            }
+        };
+        if !pem {
+            return Ok(der);
+        }
+        Ok(Zeroizing::new(pem_encode(tag, &der).into_bytes()))
+    }
+
+    fn sec1_der(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let KeyAlgo::Ec(curve) = self.algo else {
+            return Err(crypto_err("SEC1 needs an EC key"));
+        };
+        with_curve!(curve, K => {
+            let key = K::from_pkcs8_der(&self.pkcs8).map_err(crypto_err)?;
+            Ok(key.to_sec1_der().map_err(crypto_err)?)
+        })
+    }
+
+    fn encrypted_pkcs8(&self, pass: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut salt = [0u8; 16];
+        let mut iv = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .and_then(|_| getrandom::fill(&mut iv))
+            .map_err(crypto_err)?;
+        let params = pkcs8::pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(
+            PBKDF2_ROUNDS,
+            &salt,
+            iv,
+        )
+        .map_err(crypto_err)?;
+        let info = pkcs8::PrivateKeyInfoRef::from_der(&self.pkcs8).map_err(crypto_err)?;
+        let doc = info.encrypt_with_params(params, pass).map_err(crypto_err)?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// Whether `spki_der` is this key's public key.
+    pub fn matches_spki(&self, spki_der: &[u8]) -> bool {
+        self.spki == spki_der
+    }
+}
+
+/// PEM with LF line endings and 64-column base64, as OpenSSL writes.
+pub fn pem_encode(tag: &str, der: &[u8]) -> String {
+    let p = pem::Pem::new(tag, der.to_vec());
+    pem::encode_config(
+        &p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Guesses the encoding of a bare DER key from its structure.
+fn sniff_der(der: &[u8]) -> Option<KeyEncoding> {
+    if pkcs8::PrivateKeyInfoRef::from_der(der).is_ok() {
+        Some(KeyEncoding::Pkcs8)
+    } else if pkcs8::EncryptedPrivateKeyInfoRef::from_der(der).is_ok() {
+        Some(KeyEncoding::EncryptedPkcs8)
+    } else if sec1::EcPrivateKey::from_der(der).is_ok() {
+        Some(KeyEncoding::Sec1)
+    } else if pkcs1::RsaPrivateKey::<der::asn1::UintRef<'_>>::from_der(der).is_ok() {
+        Some(KeyEncoding::Pkcs1)
+    } else {
+        None
+    }
+}
+
+fn from_sec1(der: &[u8], curve_hint: Option<Curve>) -> Result<PrivateKey, String> {
+    let parsed =
+        sec1::EcPrivateKey::from_der(der).map_err(|e| format!("invalid SEC1 EC key ({e})"))?;
+    let curve = match parsed.parameters.as_ref().and_then(|p| p.named_curve()) {
+        Some(oid) => Curve::from_oid(&oid).ok_or_else(|| format!("unsupported EC curve {oid}"))?,
+        // No curve in the key itself: the params block, else the scalar size.
+        None => match (curve_hint, parsed.private_key.len()) {
+            (Some(c), _) => c,
+            (None, 32) => Curve::P256,
+            (None, 48) => Curve::P384,
+            _ => return Err("SEC1 EC key names no curve".into()),
+        },
+    };
+    with_curve!(curve, K => {
+        let key = K::from_bytes(parsed.private_key.try_into().map_err(|_| "EC private key has the wrong length".to_string())?)
+            .map_err(|_| "invalid EC private key".to_string())?;
+        PrivateKey::from_ec(curve, &key)
+    })
+}
+
+fn decrypt_pkcs8(der: &[u8], pass: &PassphraseSource, label: &str) -> Result<PrivateKey> {
+    let what = "cannot read private key";
+    let enc = pkcs8::EncryptedPrivateKeyInfoRef::from_der(der)
+        .map_err(|e| Error::parse(what, format!("invalid encrypted PKCS#8 ({e})")).file(label))?;
+    if enc.encryption_algorithm.pbes2().is_none() {
+        return Err(Error::parse(
+            what,
+            "encrypted with a legacy PKCS#5 v1 / PKCS#12 scheme; only PBES2 is supported",
+        )
+        .file(label)
+        .hint(format!(
+            "convert it first: openssl pkcs8 -topk8 -v2 aes-256-cbc -in {label} -out key.p8"
+        )));
+    }
+    let pw = pass
+        .read(&format!("private key {label}"), false)
+        .map_err(|e| e.file(label))?;
+    let doc = enc.decrypt(pw.as_slice()).map_err(|e| match e {
+        pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed)
+        | pkcs8::Error::Asn1(_) => Error::new(
+            ErrorKind::Passphrase,
+            what,
+            "wrong passphrase (or the file is corrupted)",
+        )
+        .file(label),
+        other => Error::parse(what, format!("cannot decrypt: {other}")).file(label),
+    })?;
+    PrivateKey::from_pkcs8_der(doc.as_bytes()).map_err(|why| Error::parse(what, why).file(label))
+}
+
+/// The SubjectPublicKeyInfo's algorithm as a [`KeyAlgo`], if supported.
+pub fn spki_algo(spki: &spki::SubjectPublicKeyInfoRef<'_>) -> Option<KeyAlgo> {
+    match spki.algorithm.oid {
+        OID_EC_PUBLIC_KEY => spki
+            .algorithm
+            .parameters_oid()
+            .ok()
+            .and_then(|o| Curve::from_oid(&o))
+            .map(KeyAlgo::Ec),
+        OID_RSA_ENCRYPTION => {
+            let key = pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::from_der(
+                spki.subject_public_key.raw_bytes(),
+            )
+            .ok()?;
+            let n = key.modulus.as_bytes();
+            let lead = n.iter().take_while(|&&b| b == 0).count();
+            let bits = (n.len() - lead) * 8 - n.get(lead).map_or(0, |b| b.leading_zeros() as usize);
+            Some(KeyAlgo::Rsa(bits))
+        }
+        _ => None,
+    }
+}
+
+/// Re-encodes any SPKI to DER (for comparisons against a loaded key).
+pub fn spki_to_der(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Vec<u8> {
+    spki.to_der().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algo_aliases() {
+        assert_eq!("ec".parse::<KeyAlgo>().unwrap(), KeyAlgo::Ec(Curve::P256));
+        assert_eq!("rsa".parse::<KeyAlgo>().unwrap(), KeyAlgo::Rsa(2048));
+        assert_eq!("rsa:4096".parse::<KeyAlgo>().unwrap(), KeyAlgo::Rsa(4096));
+        assert_eq!(
+            "ec:secp384r1".parse::<KeyAlgo>().unwrap(),
+            KeyAlgo::Ec(Curve::P384)
+        );
+        assert_eq!(
+            "prime256v1".parse::<KeyAlgo>().unwrap(),
+            KeyAlgo::Ec(Curve::P256)
+        );
+        assert_eq!(
+            "P-384".parse::<KeyAlgo>().unwrap(),
+            KeyAlgo::Ec(Curve::P384)
+        );
+        assert!("rsa:1000".parse::<KeyAlgo>().is_err());
+        assert!("dsa".parse::<KeyAlgo>().is_err());
+    }
+
+    #[test]
+    fn ec_roundtrips_through_every_format() {
+        let key = PrivateKey::generate(KeyAlgo::Ec(Curve::P256)).unwrap();
+        for (fmt, tag) in [
+            (KeyFormat::Pkcs8, "PRIVATE KEY"),
+            (KeyFormat::Sec1, "EC PRIVATE KEY"),
+        ] {
+            let pem = key.encode(fmt, true, None).unwrap();
+            assert!(
+                std::str::from_utf8(&pem)
+                    .unwrap()
+                    .starts_with(&format!("-----BEGIN {tag}-----\n"))
+            );
+            let (back, _) = PrivateKey::load(
+                &Input::from_bytes("k", pem.to_vec()),
+                &PassphraseSource::Prompt,
+            )
+            .unwrap();
+            assert_eq!(back.pkcs8_der(), key.pkcs8_der());
+        }
+        assert!(key.encode(KeyFormat::Pkcs1, true, None).is_err());
+    }
+
+    #[test]
+    fn encrypted_roundtrip_and_wrong_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        let bad = dir.path().join("bad");
+        std::fs::write(&good, "secret\n").unwrap();
+        std::fs::write(&bad, "nope").unwrap();
+        let key = PrivateKey::generate(KeyAlgo::Ec(Curve::P384)).unwrap();
+        let enc = key
+            .encode(KeyFormat::Pkcs8, false, Some(b"secret"))
+            .unwrap();
+        let input = Input::from_bytes("k.der", enc.to_vec());
+        let src = PassphraseSource::File(good.to_str().unwrap().into());
+        let (back, how) = PrivateKey::load(&input, &src).unwrap();
+        assert_eq!(how, KeyEncoding::EncryptedPkcs8);
+        assert_eq!(back.pkcs8_der(), key.pkcs8_der());
+        let e = PrivateKey::load(
+            &input,
+            &PassphraseSource::File(bad.to_str().unwrap().into()),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Passphrase);
+    }
+}

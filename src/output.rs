@@ -1,0 +1,203 @@
+//! Writing outputs the way CLI.md promises: atomically (a 0600 temp file
+//! created with O_EXCL in the target folder, then renamed), never over an
+//! existing file without `--force`, private keys 0600 whatever the umask,
+//! other files 0644 filtered by the umask.
+//!
+//! Symlinks: the rename replaces a symlink at the output path itself; it is
+//! never followed. Without `--force` an existing symlink (even a dangling
+//! one) counts as an existing file and the write is refused.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Who may read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Private keys: 0600.
+    Secret,
+    /// Certificates, CSRs, chains: 0644 & !umask.
+    Public,
+}
+
+/// One file written to a temp file next to its target, not yet in place.
+pub struct Staged {
+    temp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl Staged {
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+/// Writes `data` to a temp file in the target's folder.
+pub fn stage(target: &Path, data: &[u8], mode: Mode) -> Result<Staged> {
+    let what = "cannot write output";
+    let label = target.display().to_string();
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".devcert-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(what, &label, &e))?;
+    temp.write_all(data)
+        .and_then(|_| temp.as_file().sync_all())
+        .map_err(|e| Error::io(what, &label, &e))?;
+    let bits = match mode {
+        Mode::Secret => 0o600,
+        Mode::Public => 0o644 & !umask(),
+    };
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(bits))
+        .map_err(|e| Error::io(what, &label, &e))?;
+    Ok(Staged {
+        temp,
+        target: target.to_path_buf(),
+    })
+}
+
+/// Moves a staged file into place. Without `force`, an existing target is
+/// refused atomically (no check-then-rename race).
+pub fn commit(staged: Staged, force: bool) -> Result<()> {
+    let label = staged.target.display().to_string();
+    let result = if force {
+        staged.temp.persist(&staged.target).map(|_| ())
+    } else {
+        staged.temp.persist_noclobber(&staged.target).map(|_| ())
+    };
+    result.map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            exists_error(&label)
+        } else {
+            Error::io("cannot write output", &label, &e.error)
+        }
+    })
+}
+
+pub fn exists_error(label: &str) -> Error {
+    Error::new(ErrorKind::Exists, "refusing to overwrite", "file exists")
+        .file(label)
+        .hint("use --force to replace it")
+}
+
+/// Writes one output file atomically, or to stdout when `path` is `-`.
+pub fn write_file(path: &str, data: &[u8], mode: Mode, force: bool) -> Result<()> {
+    if path == "-" {
+        return write_stdout(data);
+    }
+    let target = Path::new(path);
+    if !force && target.symlink_metadata().is_ok() {
+        // Fail before doing the work of staging; commit re-checks atomically.
+        return Err(exists_error(path));
+    }
+    commit(stage(target, data, mode)?, force)
+}
+
+/// Writes the product to stdout; a closed pipe (`| head`) is not an error.
+pub fn write_stdout(data: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(data).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write output", "<stdout>", &e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Several files that appear together or not at all (`devcert issue`).
+/// Every file is staged first; only then are they renamed into place, and
+/// if one rename fails the ones already placed are removed again.
+pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
+    if !force {
+        if let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
+            return Err(exists_error(&s.target.display().to_string()));
+        }
+    }
+    let mut placed: Vec<PathBuf> = Vec::new();
+    for s in staged {
+        let target = s.target.clone();
+        if let Err(e) = commit(s, force) {
+            for p in &placed {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        placed.push(target);
+    }
+    Ok(())
+}
+
+/// The process umask, read without changing it (umask(2) can only be read
+/// by setting it, which would race with other threads).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_overwrite_and_keeps_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.pem");
+        let ps = p.to_str().unwrap();
+        write_file(ps, b"one", Mode::Public, false).unwrap();
+        let e = write_file(ps, b"two", Mode::Public, false).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        write_file(ps, b"three", Mode::Secret, true).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"three");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temp files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("out.pem");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(write_file(link.to_str().unwrap(), b"x", Mode::Public, false).is_err());
+        write_file(link.to_str().unwrap(), b"x", Mode::Public, true).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(
+            !std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn commit_all_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&b, b"old").unwrap();
+        let staged = vec![
+            stage(&a, b"A", Mode::Public).unwrap(),
+            stage(&b, b"B", Mode::Public).unwrap(),
+        ];
+        assert!(commit_all(staged, false).is_err());
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&b).unwrap(), b"old");
+    }
+}

@@ -1,0 +1,107 @@
+//! Where passphrases come from. Never the command line (it ends up in
+//! shell history and `ps`); a file, an environment variable, or a prompt,
+//! and a prompt only when stdin is a terminal, so CI never hangs.
+
+use std::io::IsTerminal;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Clone, Default)]
+pub enum PassphraseSource {
+    File(String),
+    Env(String),
+    /// No source given: prompt if stdin is a terminal, else fail.
+    #[default]
+    Prompt,
+}
+
+impl PassphraseSource {
+    pub fn from_options(file: Option<&str>, env: Option<&str>) -> PassphraseSource {
+        match (file, env) {
+            (Some(f), _) => PassphraseSource::File(f.to_string()),
+            (None, Some(v)) => PassphraseSource::Env(v.to_string()),
+            (None, None) => PassphraseSource::Prompt,
+        }
+    }
+
+    /// Reads the passphrase; `purpose` says what it is for ("private key
+    /// client.key") in the prompt and errors.
+    pub fn read(&self, purpose: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+        let pass = match self {
+            PassphraseSource::File(path) => {
+                let raw = Zeroizing::new(
+                    std::fs::read(path)
+                        .map_err(|e| Error::io("cannot read passphrase file", path, &e))?,
+                );
+                Zeroizing::new(strip_one_newline(&raw).to_vec())
+            }
+            PassphraseSource::Env(var) => {
+                let v = std::env::var_os(var).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Passphrase,
+                        "no passphrase",
+                        format!("environment variable {var} is not set"),
+                    )
+                })?;
+                Zeroizing::new(v.into_encoded_bytes())
+            }
+            PassphraseSource::Prompt => {
+                if !std::io::stdin().is_terminal() {
+                    return Err(Error::new(
+                        ErrorKind::Passphrase,
+                        "no passphrase",
+                        format!("{purpose} needs a passphrase and stdin is not a terminal"),
+                    )
+                    .hint("give --passphrase-file FILE or --passphrase-env VAR"));
+                }
+                let first = Zeroizing::new(
+                    rpassword::prompt_password(format!("Passphrase for {purpose}: "))
+                        .map_err(|e| Error::io("cannot read passphrase", "<tty>", &e))?,
+                );
+                if confirm {
+                    let again = Zeroizing::new(
+                        rpassword::prompt_password("Repeat passphrase: ")
+                            .map_err(|e| Error::io("cannot read passphrase", "<tty>", &e))?,
+                    );
+                    if *first != *again {
+                        return Err(Error::new(
+                            ErrorKind::Passphrase,
+                            "no passphrase",
+                            "the two passphrases differ",
+                        ));
+                    }
+                }
+                Zeroizing::new(first.as_bytes().to_vec())
+            }
+        };
+        if pass.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Passphrase,
+                "no passphrase",
+                format!("empty passphrase for {purpose}"),
+            ));
+        }
+        Ok(pass)
+    }
+}
+
+/// OpenSSL's `file:` strips one trailing newline; so do we.
+fn strip_one_newline(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r\n")
+        .or_else(|| b.strip_suffix(b"\n"))
+        .unwrap_or(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_exactly_one_newline() {
+        assert_eq!(strip_one_newline(b"pw\r\n"), b"pw");
+        assert_eq!(strip_one_newline(b"pw\n\n"), b"pw\n");
+        assert_eq!(strip_one_newline(b"pw"), b"pw");
+    }
+}
