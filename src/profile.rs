@@ -1016,3 +1016,544 @@ fn parse_policies(items: &[Item]) -> std::result::Result<Vec<ObjectIdentifier>, 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use x509_cert::request::CertReq;
+
+    /// A temporary folder where `openssl` makes keys, CAs, CSRs and
+    /// certificates to compare against.
+    struct Lab {
+        dir: tempfile::TempDir,
+    }
+
+    impl Lab {
+        fn new() -> Lab {
+            Lab {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn openssl(&self, args: &[&str]) -> std::process::Output {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        }
+
+        fn newkey(algo: &str) -> Vec<&'static str> {
+            match algo {
+                "rsa" => vec!["-newkey", "rsa:2048"],
+                _ => vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            }
+        }
+
+        /// A self-signed CA `name.crt` / `name.key`; `addext` as `req -addext`.
+        fn ca(&self, name: &str, algo: &str, addext: &[&str]) {
+            let (key, crt, subj) = (
+                format!("{name}.key"),
+                format!("{name}.crt"),
+                format!("/O=Lab/CN={name}"),
+            );
+            let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj", &subj];
+            args.extend(Lab::newkey(algo));
+            args.extend(["-keyout", &key, "-out", &crt]);
+            for ext in addext {
+                args.extend(["-addext", ext]);
+            }
+            self.openssl(&args);
+        }
+
+        /// A CSR `name.csr` with key `name.key`.
+        fn csr(&self, name: &str, algo: &str, subj: &str) {
+            let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+            let mut args = vec!["req", "-new", "-nodes", "-subj", subj];
+            args.extend(Lab::newkey(algo));
+            args.extend(["-keyout", &key, "-out", &csr]);
+            self.openssl(&args);
+        }
+
+        fn csr_spki(&self, name: &str) -> SubjectPublicKeyInfoOwned {
+            let out = self.openssl(&["req", "-in", &format!("{name}.csr"), "-outform", "DER"]);
+            CertReq::from_der(&out.stdout).unwrap().info.public_key
+        }
+
+        fn cert(&self, name: &str) -> Certificate {
+            let out = self.openssl(&["x509", "-in", name, "-outform", "DER"]);
+            Certificate::from_der(&out.stdout).unwrap()
+        }
+
+        /// Signs `csr` with CA `ca` (or self-signs with the CSR's key when
+        /// `ca` is None) using `profile` as the extfile.
+        fn sign(
+            &self,
+            csr: &str,
+            ca: Option<&str>,
+            profile: &str,
+            sect: Option<&str>,
+        ) -> Certificate {
+            std::fs::write(self.path("p.cfg"), profile).unwrap();
+            let csr_file = format!("{csr}.csr");
+            let mut args = vec!["x509", "-req", "-in", &csr_file, "-set_serial", "1"];
+            let (ca_crt, ca_key, self_key) = ca
+                .map_or((String::new(), String::new(), format!("{csr}.key")), |c| {
+                    (format!("{c}.crt"), format!("{c}.key"), String::new())
+                });
+            match ca {
+                Some(_) => args.extend(["-CA", &ca_crt, "-CAkey", &ca_key]),
+                None => args.extend(["-signkey", &self_key]),
+            }
+            args.extend(["-extfile", "p.cfg", "-outform", "DER", "-out", "out.der"]);
+            if let Some(s) = sect {
+                args.extend(["-extensions", s]);
+            }
+            self.openssl(&args);
+            Certificate::from_der(&std::fs::read(self.path("out.der")).unwrap()).unwrap()
+        }
+
+        /// Builds `profile`'s extensions for what `cert` was issued from.
+        fn build(
+            &self,
+            profile: &ExtensionProfile,
+            csr: &str,
+            ca: Option<&str>,
+            cert: &Certificate,
+        ) -> BuiltExtensions {
+            let spki = self.csr_spki(csr);
+            let issuer = ca.map(|c| self.cert(&format!("{c}.crt")));
+            let tbs = cert.tbs_certificate();
+            let ctx = ExtContext {
+                subject_spki: &spki,
+                issuer: issuer.as_ref(),
+                subject_name: tbs.subject(),
+                serial: tbs.serial_number(),
+                certificate: true,
+            };
+            profile.build(&ctx).unwrap()
+        }
+
+        /// Signs with openssl and with our code; asserts identical extensions.
+        fn check(
+            &self,
+            csr: &str,
+            ca: Option<&str>,
+            text: &str,
+            sect: Option<&str>,
+        ) -> BuiltExtensions {
+            let cert = self.sign(csr, ca, text, sect);
+            let conf = Config::parse(text, "p.cfg").unwrap();
+            let profile = ExtensionProfile::from_config(&conf, sect).unwrap();
+            let built = self.build(&profile, csr, ca, &cert);
+            assert_exts_eq(&built.extensions, &cert);
+            built
+        }
+    }
+
+    fn assert_exts_eq(ours: &[Extension], cert: &Certificate) {
+        let theirs = cert
+            .tbs_certificate()
+            .extensions()
+            .cloned()
+            .unwrap_or_default();
+        let hex = |e: &[Extension]| {
+            e.iter()
+                .map(|x| {
+                    let der = x.to_der().unwrap();
+                    format!(
+                        "{} {}",
+                        x.extn_id,
+                        der.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hex(ours), hex(&theirs));
+    }
+
+    fn oids(exts: &[Extension]) -> Vec<ObjectIdentifier> {
+        exts.iter().map(|e| e.extn_id).collect()
+    }
+
+    const SEED: &str = "authorityKeyIdentifier=keyid,issuer\nbasicConstraints=CA:FALSE\nkeyUsage = digitalSignature, nonRepudiation, keyEncipherment, dataEncipherment, keyCertSign\n";
+
+    /// One lab shared by the tests that only read from it (CA and CSR
+    /// generation dominates the run time).
+    fn lab() -> Lab {
+        let lab = Lab::new();
+        lab.ca("ecca", "ec", &[]);
+        lab.csr(
+            "ec",
+            "ec",
+            "/C=CN/O=ALI/emailAddress=dev@example.com/CN=client-test",
+        );
+        lab
+    }
+
+    #[test]
+    fn seed_profile_matches_openssl_order_and_warns_on_ec() {
+        let lab = lab();
+        let built = lab.check("ec", Some("ecca"), SEED, None);
+        assert_eq!(
+            oids(&built.extensions),
+            [
+                ID_CE_AUTHORITY_KEY_IDENTIFIER,
+                ID_CE_BASIC_CONSTRAINTS,
+                ID_CE_KEY_USAGE,
+                ID_CE_SUBJECT_KEY_IDENTIFIER
+            ]
+        );
+        assert_eq!(
+            built.warnings,
+            [
+                "p.cfg:3: keyUsage keyCertSign on a CA:FALSE certificate contradicts RFC 5280",
+                "p.cfg:3: keyUsage keyEncipherment does not apply to an EC key (ECDSA cannot encrypt)",
+                "p.cfg:3: keyUsage dataEncipherment does not apply to an EC key (ECDSA cannot encrypt)",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_ski_then_aki_and_none_suppresses_them() {
+        let lab = lab();
+        let built = lab.check("ec", Some("ecca"), "basicConstraints=CA:FALSE\n", None);
+        assert_eq!(
+            oids(&built.extensions),
+            [
+                ID_CE_BASIC_CONSTRAINTS,
+                ID_CE_SUBJECT_KEY_IDENTIFIER,
+                ID_CE_AUTHORITY_KEY_IDENTIFIER
+            ]
+        );
+        // An explicit SKI keeps its place; the AKI is still appended.
+        let built = lab.check(
+            "ec",
+            Some("ecca"),
+            "subjectKeyIdentifier=hash\nbasicConstraints=CA:FALSE\n",
+            None,
+        );
+        assert_eq!(
+            oids(&built.extensions),
+            [
+                ID_CE_SUBJECT_KEY_IDENTIFIER,
+                ID_CE_BASIC_CONSTRAINTS,
+                ID_CE_AUTHORITY_KEY_IDENTIFIER
+            ]
+        );
+        let built = lab.check(
+            "ec",
+            Some("ecca"),
+            "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=none\nauthorityKeyIdentifier=none\n",
+            None,
+        );
+        assert_eq!(oids(&built.extensions), [ID_CE_BASIC_CONSTRAINTS]);
+        lab.check(
+            "ec",
+            Some("ecca"),
+            "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=0a:0B:0c\n",
+            None,
+        );
+        // A repeated extension replaces the earlier one at the later place.
+        lab.check(
+            "ec",
+            Some("ecca"),
+            "keyUsage=digitalSignature\nbasicConstraints=CA:FALSE\nkeyUsage=keyAgreement\n",
+            None,
+        );
+    }
+
+    #[test]
+    fn aki_options_against_normal_custom_ski_and_no_ski_cas() {
+        let lab = lab();
+        lab.ca("cski", "ec", &["subjectKeyIdentifier=0102030405"]);
+        lab.ca(
+            "noski",
+            "ec",
+            &["subjectKeyIdentifier=none", "authorityKeyIdentifier=none"],
+        );
+        for ca in ["ecca", "cski", "noski"] {
+            for aki in [
+                "keyid,issuer",
+                "issuer",
+                "issuer:always",
+                "keyid,issuer:always",
+            ] {
+                let text = format!("basicConstraints=CA:FALSE\nauthorityKeyIdentifier={aki}\n");
+                lab.check("ec", Some(ca), &text, None);
+            }
+        }
+        for ca in ["ecca", "cski"] {
+            for aki in ["keyid", "keyid:always", "keyid:always,issuer:always"] {
+                let text = format!("basicConstraints=CA:FALSE\nauthorityKeyIdentifier={aki}\n");
+                lab.check("ec", Some(ca), &text, None);
+            }
+        }
+        // The custom SKI is copied, not recomputed from the CA key.
+        let cert = lab.sign("ec", Some("cski"), SEED, None);
+        let built = lab.build(&ExtensionProfile::device(), "ec", Some("cski"), &cert);
+        let aki = built
+            .extensions
+            .iter()
+            .find(|e| e.extn_id == ID_CE_AUTHORITY_KEY_IDENTIFIER)
+            .unwrap();
+        assert_eq!(aki.extn_value.as_bytes(), [0x30, 7, 0x80, 5, 1, 2, 3, 4, 5]);
+        // OpenSSL has no key id for a CA without SKI: `keyid` alone is an error.
+        let conf = Config::parse(
+            "basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid\n",
+            "p.cfg",
+        )
+        .unwrap();
+        let profile = ExtensionProfile::from_config(&conf, None).unwrap();
+        let spki = lab.csr_spki("ec");
+        let noski = lab.cert("noski.crt");
+        let ctx = ExtContext {
+            subject_spki: &spki,
+            issuer: Some(&noski),
+            subject_name: cert.tbs_certificate().subject(),
+            serial: cert.tbs_certificate().serial_number(),
+            certificate: true,
+        };
+        let err = profile.build(&ctx).unwrap_err();
+        assert_eq!(err.file.as_deref(), Some("p.cfg:2"));
+        // The built-in device profile falls back to the CA key's hash instead.
+        let built = ExtensionProfile::device().build(&ctx).unwrap();
+        let aki = built
+            .extensions
+            .iter()
+            .find(|e| e.extn_id == ID_CE_AUTHORITY_KEY_IDENTIFIER)
+            .unwrap();
+        let want = key_id(noski.tbs_certificate().subject_public_key_info());
+        assert_eq!(&aki.extn_value.as_bytes()[4..], want.as_slice());
+    }
+
+    #[test]
+    fn self_signed_aki_forms() {
+        let lab = lab();
+        for aki in [
+            "keyid",
+            "keyid,issuer",
+            "keyid:always",
+            "issuer:always",
+            "keyid:always,issuer:always",
+        ] {
+            let text = format!("basicConstraints=critical,CA:TRUE\nauthorityKeyIdentifier={aki}\n");
+            lab.check("ec", None, &text, None);
+        }
+        lab.check(
+            "ec",
+            None,
+            "subjectKeyIdentifier=0102030405\nauthorityKeyIdentifier=keyid:always\n",
+            None,
+        );
+    }
+
+    #[test]
+    fn builtins_match_equivalent_extfiles() {
+        let lab = lab();
+        lab.ca("rsaca", "rsa", &[]);
+        lab.csr("rsa", "rsa", "/CN=rsa-device");
+        let device = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature{}\nextendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
+        for (csr, ca, extra) in [
+            ("ec", "ecca", ""),
+            ("rsa", "rsaca", ",keyEncipherment"),
+            ("ec", "rsaca", ""),
+        ] {
+            let cert = lab.sign(csr, Some(ca), &device.replace("{}", extra), None);
+            let built = lab.build(&ExtensionProfile::device(), csr, Some(ca), &cert);
+            assert_exts_eq(&built.extensions, &cert);
+            assert!(built.warnings.is_empty(), "{:?}", built.warnings);
+        }
+        let ca = "basicConstraints=critical,CA:TRUE{}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n";
+        for (pathlen, ca_cert) in [
+            (None, None),
+            (Some(0), None),
+            (Some(1), Some("ecca")),
+            (None, Some("rsaca")),
+        ] {
+            let text = ca.replace(
+                "{}",
+                &pathlen.map_or(String::new(), |n| format!(",pathlen:{n}")),
+            );
+            let cert = lab.sign("ec", ca_cert, &text, None);
+            let built = lab.build(&ExtensionProfile::ca(pathlen), "ec", ca_cert, &cert);
+            assert_exts_eq(&built.extensions, &cert);
+            assert!(built.warnings.is_empty(), "{:?}", built.warnings);
+        }
+    }
+
+    #[test]
+    fn names_usages_and_other_extensions() {
+        let lab = lab();
+        let text = "\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, Key Agreement, encipherOnly, decipherOnly
+extendedKeyUsage = critical, serverAuth, clientAuth, codeSigning, emailProtection, timeStamping, OCSPSigning, ipsecIKE, msCodeInd, msCodeCom, msCTLSign, msEFS, anyExtendedKeyUsage, 1.2.3.4.5
+subjectAltName = @alt
+issuerAltName = issuer:copy, DNS:ca.example
+crlDistributionPoints = URI:http://crl.example/a.crl, URI:http://crl.example/b.crl
+authorityInfoAccess = OCSP;URI:http://ocsp.example, caIssuers;URI:http://ca.example/ca.crt
+nsComment = \"devcert test\"
+certificatePolicies = 1.3.6.1.4.1.99999.1, 2.23.140.1.2.1
+[alt]
+DNS.1 = device-1.example
+DNS.2 = *.example
+IP.1 = 192.168.0.1
+IP.2 = fe80::1:2
+email.1 = copy
+email.2 = a@b.example
+URI.1 = https://device.example/x
+RID.1 = 1.2.3.4
+";
+        lab.check("ec", Some("ecca"), text, None);
+        lab.check(
+            "ec",
+            Some("ecca"),
+            "subjectAltName=critical,DNS:a.example, IP:10.0.0.1, IP:2001:db8::7, email:copy\n",
+            None,
+        );
+    }
+
+    #[test]
+    fn extensions_section_is_chosen() {
+        let lab = lab();
+        let text = "keyUsage=keyCertSign\n[dev]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+        let built = lab.check("ec", Some("ecca"), text, Some("dev"));
+        assert!(built.warnings.is_empty());
+        let conf = Config::parse(text, "p.cfg").unwrap();
+        let err = ExtensionProfile::from_config(&conf, Some("nope")).unwrap_err();
+        assert!(err.why.contains("[nope]"), "{err}");
+    }
+
+    #[test]
+    fn bad_profiles_name_the_line() {
+        let cases = [
+            (
+                "basicConstraints=CA:FALSE\n\nfrobnicate=yes\n",
+                3,
+                "frobnicate",
+            ),
+            ("keyUsage=digitalSignature, keyCertsign\n", 1, "keyCertsign"),
+            ("basicConstraints=CA:maybe\n", 1, "maybe"),
+            ("basicConstraints=CA:TRUE,pathlen:-1\n", 1, "pathlen"),
+            ("extendedKeyUsage=clientauth\n", 1, "clientauth"),
+            ("subjectKeyIdentifier=xyz\n", 1, "xyz"),
+            ("authorityKeyIdentifier=keyid:sometimes\n", 1, "sometimes"),
+            ("subjectAltName=IP:1.2.3\n", 1, "1.2.3"),
+            ("subjectAltName=@missing\n", 1, "missing"),
+            ("a=1\n[s]\nsubjectAltName=dirName:x\n", 3, "dirName"),
+            ("authorityInfoAccess=OCSP:http://x\n", 1, "METHOD"),
+            ("keyUsage=DER:03020780\n", 1, "DER"),
+        ];
+        for (text, line, needle) in cases {
+            let conf = Config::parse(text, "bad.cfg").unwrap();
+            let sect = text.contains("[s]").then_some("s");
+            let err = ExtensionProfile::from_config(&conf, sect).unwrap_err();
+            assert_eq!(
+                err.file.as_deref(),
+                Some(format!("bad.cfg:{line}").as_str()),
+                "{text}"
+            );
+            assert!(err.why.contains(needle), "{text}: {}", err.why);
+        }
+    }
+
+    #[test]
+    fn csr_mode_adds_nothing_and_skips_aki() {
+        let lab = lab();
+        let spki = lab.csr_spki("ec");
+        let name = Name::default();
+        let serial = SerialNumber::new(&[1]).unwrap();
+        let ctx = ExtContext {
+            subject_spki: &spki,
+            issuer: None,
+            subject_name: &name,
+            serial: &serial,
+            certificate: false,
+        };
+        let conf = Config::parse(
+            "basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid\n",
+            "req.cfg",
+        )
+        .unwrap();
+        let built = ExtensionProfile::from_config(&conf, None)
+            .unwrap()
+            .build(&ctx)
+            .unwrap();
+        assert_eq!(oids(&built.extensions), [ID_CE_BASIC_CONSTRAINTS]);
+        assert_eq!(built.warnings.len(), 1);
+        assert!(built.warnings[0].starts_with("req.cfg:2: authorityKeyIdentifier"));
+    }
+
+    #[test]
+    fn san_extension_parses_and_rejects() {
+        let ext = san_extension(
+            "DNS:a.example, IP:1.2.3.4,IP:::1,email:x@y.example,URI:https://u.example/p",
+        )
+        .unwrap();
+        assert_eq!(ext.extn_id, ID_CE_SUBJECT_ALT_NAME);
+        assert!(!ext.critical);
+        let names = GeneralNames::from_der(ext.extn_value.as_bytes()).unwrap();
+        assert_eq!(names.len(), 5);
+        assert_eq!(
+            names[0],
+            GeneralName::DnsName(Ia5String::new("a.example").unwrap())
+        );
+        assert_eq!(
+            names[1],
+            GeneralName::IpAddress(OctetString::new(vec![1, 2, 3, 4]).unwrap())
+        );
+        assert_eq!(
+            names[2],
+            GeneralName::from(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]))
+        );
+        assert_eq!(
+            names[4],
+            GeneralName::UniformResourceIdentifier(Ia5String::new("https://u.example/p").unwrap())
+        );
+        for bad in [
+            "",
+            "a.example",
+            "DNS:",
+            "IP:300.1.1.1",
+            "FOO:x",
+            "DNS:ä.example",
+            "DNS:a,,DNS:b",
+        ] {
+            let err = san_extension(bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Parse, "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_id_is_sha1_of_the_key_bits() {
+        let lab = lab();
+        let cert = lab.cert("ecca.crt");
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        let out = lab.openssl(&[
+            "x509",
+            "-in",
+            "ecca.crt",
+            "-noout",
+            "-ext",
+            "subjectKeyIdentifier",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout)
+            .replace(':', "")
+            .to_lowercase();
+        let hex: String = key_id(spki).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(text.contains(&hex), "{text} vs {hex}");
+    }
+}
