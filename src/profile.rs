@@ -239,7 +239,9 @@ impl ExtensionProfile {
             built.retain(|(o, _)| *o != oid);
             built.push((oid, ext));
         }
-        if ctx.certificate {
+        // OpenSSL adds the default key ids only to a certificate that has
+        // extensions; an empty profile gives a v1 certificate without any.
+        if ctx.certificate && !self.entries.is_empty() {
             add_default_key_ids(ctx, &mut built)?;
         }
         Ok(BuiltExtensions {
@@ -323,10 +325,11 @@ impl ExtensionProfile {
 
     /// RFC 5280 contradictions worth a warning (OpenSSL writes them silently).
     fn lints(&self, spki: &SubjectPublicKeyInfoOwned) -> Vec<String> {
-        let is_ca = self
-            .entries
-            .iter()
-            .any(|e| matches!(e.spec, ExtSpec::BasicConstraints { ca: true, .. }));
+        // A repeated basicConstraints replaces the earlier one: the last counts.
+        let is_ca = self.entries.iter().rev().find_map(|e| match e.spec {
+            ExtSpec::BasicConstraints { ca, .. } => Some(ca),
+            _ => None,
+        }) == Some(true);
         let is_ec = spki.algorithm.oid == ID_EC_PUBLIC_KEY;
         let mut warnings = Vec::new();
         for entry in &self.entries {
@@ -1423,6 +1426,23 @@ RID.1 = 1.2.3.4
             Some("ecca"),
             "subjectAltName=critical,DNS:a.example, IP:10.0.0.1, IP:2001:db8::7, email:copy\n",
             None,
+        );
+    }
+
+    #[test]
+    fn empty_profile_gives_no_extensions_and_last_bc_counts_for_lints() {
+        let lab = lab();
+        let text = "# only a comment\n[other]\nbasicConstraints=CA:FALSE\n";
+        assert!(
+            lab.check("ec", Some("ecca"), text, None)
+                .extensions
+                .is_empty()
+        );
+        let text = "basicConstraints=CA:TRUE\nbasicConstraints=CA:FALSE\nkeyUsage=keyCertSign\n";
+        let built = lab.check("ec", Some("ecca"), text, None);
+        assert_eq!(
+            built.warnings,
+            ["p.cfg:3: keyUsage keyCertSign on a CA:FALSE certificate contradicts RFC 5280"]
         );
     }
 
