@@ -18,5 +18,6 @@ pub mod output;
 pub mod passphrase;
 pub mod profile;
 pub mod sign;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

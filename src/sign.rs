@@ -25,7 +25,11 @@ use crate::profile::{ExtContext, ExtensionProfile};
 
 #[derive(Sequence)]
 struct TbsCertificate {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "EXPLICIT",
+        default = "Default::default"
+    )]
     version: Version,
     serial: SerialNumber,
     signature: AlgorithmIdentifierOwned,
@@ -198,7 +202,12 @@ pub(crate) fn build_certificate(
         certificate: true,
     })?;
     let tbs = TbsCertificate {
-        version: Version::V3,
+        // OpenSSL writes v1 when a profile yields no extensions.
+        version: if built.extensions.is_empty() {
+            Version::V1
+        } else {
+            Version::V3
+        },
         serial: serial.clone(),
         signature: signer.algorithm().clone(),
         issuer: issuer.clone(),

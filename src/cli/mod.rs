@@ -19,6 +19,7 @@ mod key;
 mod pkcs8;
 mod sign;
 mod subject;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -41,19 +42,20 @@ enum Command {
     Chain(chain::ChainArgs),
     Ca(ca::CaArgs),
     Issue(issue::IssueArgs),
+    Verify(verify::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Key(a) => key::run(a),
-        Command::Csr(a) => csr::run(a),
-        Command::Sign(a) => sign::run(a),
-        Command::Pkcs8(a) => pkcs8::run(a),
-        Command::Chain(a) => chain::run(a),
-        Command::Ca(a) => ca::run(a),
-        Command::Issue(a) => issue::run(a),
+        Command::Key(a) => key::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Csr(a) => csr::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Sign(a) => sign::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Pkcs8(a) => pkcs8::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Chain(a) => chain::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Ca(a) => ca::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Verify(a) => verify::run(a),
     }
-    .map(|()| ExitCode::SUCCESS)
 }
 
 pub fn report_error(e: &Error) {

@@ -1,0 +1,77 @@
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::Args;
+use devcert::error::Result;
+use devcert::input::load_certificates;
+use devcert::sign::parse_time;
+use devcert::verify::{Policy, Verdict, load_crls, verify};
+
+use super::read_input;
+
+/// Verify a device certificate or chain against a CA (replaces `openssl verify -CAfile`)
+#[derive(Args)]
+#[command(
+    after_help = "Prints OK (exit 0) or REJECTED: <reason> (exit 3); unreadable input is an error (exit 1).\n\nExamples:\n  devcert verify --ca CA.crt client.crt\n  devcert verify --ca CA.crt client_chain.crt\n  devcert verify --ca root.crt --untrusted sub.crt --crl ca.crl --at 2030-01-01T00:00:00Z client.crt"
+)]
+pub struct VerifyArgs {
+    /// Certificate or chain file (leaf first); extra certificates count as untrusted
+    #[arg(value_name = "FILE")]
+    file: String,
+    /// Trusted CA certificate(s)
+    #[arg(long, value_name = "FILE", required = true)]
+    ca: Vec<String>,
+    /// Untrusted intermediate certificate(s)
+    #[arg(long, value_name = "FILE")]
+    untrusted: Vec<String>,
+    /// CRL(s) to check revocation against (PEM or DER)
+    #[arg(long, value_name = "FILE")]
+    crl: Vec<String>,
+    /// Judge at this time instead of now (RFC 3339)
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    at: Option<SystemTime>,
+    /// Also enforce RFC 5280 rules that OpenSSL-based brokers skip
+    #[arg(long)]
+    strict: bool,
+    /// Accept a path ending at any trusted certificate, not only a self-signed one
+    #[arg(long)]
+    partial_chain: bool,
+}
+
+pub fn run(a: VerifyArgs) -> Result<ExitCode> {
+    let mut chain = load_certificates(&read_input(&a.file)?, "cannot read certificate")?;
+    let leaf = chain.remove(0);
+    let mut untrusted = chain;
+    for path in &a.untrusted {
+        untrusted.extend(load_certificates(
+            &read_input(path)?,
+            "cannot read untrusted certificates",
+        )?);
+    }
+    let mut trusted = Vec::new();
+    for path in &a.ca {
+        trusted.extend(load_certificates(
+            &read_input(path)?,
+            "cannot read CA certificate",
+        )?);
+    }
+    let mut crls = Vec::new();
+    for path in &a.crl {
+        crls.extend(load_crls(&read_input(path)?)?);
+    }
+    let policy = Policy {
+        at: a.at.unwrap_or_else(SystemTime::now),
+        strict: a.strict,
+        partial_chain: a.partial_chain,
+    };
+    match verify(&leaf, &untrusted, &trusted, &crls, &policy) {
+        Verdict::Ok(_) => {
+            println!("OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Rejected(why) => {
+            println!("REJECTED: {why}");
+            Ok(ExitCode::from(3))
+        }
+    }
+}
