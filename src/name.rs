@@ -451,12 +451,15 @@ pub fn name_from_section(conf: &Config, section: &str, mask: StringMask) -> Resu
                         entry.key
                     ),
                 )
-                .hint("write 0.DC= / 1.DC= to repeat a field"));
+                .hint(format!(
+                    "write 0.{k}= / 1.{k}= to repeat a field",
+                    k = field_of_key(&entry.key).0
+                )));
         }
         let (field, joins_previous) = field_of_key(&entry.key);
         let Some((oid, rule)) = lookup(field) else {
             let err = conf.error(entry.line, unknown_field_reason(field));
-            return Err(if entry.key.contains(|c: char| c.is_ascii_digit()) {
+            return Err(if field.chars().all(|c| c.is_ascii_digit() || c == '.') {
                 err.hint(
                     "OpenSSL drops a key up to its first '.': write 0.2.5.4.3= to name OID 2.5.4.3",
                 )
@@ -1088,6 +1091,10 @@ mod tests {
                 "CN=\\#a,b+c\"d\\\\e<f>g;h \\t=\nO=\" lead\"\nOU=Zürich 東京 😀\n0.1.2.3.4=x\ntitle=\"trail \"",
             ),
             (StringMask::Utf8Only, "CN=a\n+O=b\n+OU=c\nDC=x\n1.DC=y"),
+            (
+                StringMask::Utf8Only,
+                "street=a\nGN=a\nSN=a\ninitials=a\npseudonym=a\ngenerationQualifier=a\npostalCode=a\nname=a\ndescription=a\nbusinessCategory=a\nmail=a\nrole=a\norganizationIdentifier=a\npostalAddress=a\npostOfficeBox=a\nunstructuredAddress=a\nunstructuredName=a\njurisdictionC=DE\njurisdictionST=a\njurisdictionL=a\nserialNumber=1\ndnQualifier=a\nUID=a\nDC=a\ntitle=a",
+            ),
             (StringMask::Default, "CN=Zürich\nO=東京\nOU=a_b\nL=plain"),
             (StringMask::Pkix, "CN=Zürich\nO=東京\nOU=a@b"),
             (
@@ -1135,6 +1142,13 @@ mod tests {
             );
             assert!(e.why.contains(needle), "{dn}: {}", e.why);
         }
+        let oid = config_err("2.5.4.3=x");
+        assert!(oid.hint.unwrap_or_default().contains("0.2.5.4.3="));
+        let ou = config_err("OU=a\nOU=b");
+        assert_eq!(
+            ou.hint.as_deref(),
+            Some("write 0.OU= / 1.OU= to repeat a field")
+        );
         let long = config_err(&format!("CN={}", "a".repeat(65)));
         assert!(long.why.contains("at most 64"), "{}", long.why);
         let e = ours_from_config(&config(StringMask::Nombstr, "CN=東京"), StringMask::Nombstr)
