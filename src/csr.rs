@@ -54,7 +54,7 @@ impl ReqConfig {
             Some(e) => e
                 .value
                 .parse::<StringMask>()
-                .map_err(|why| conf.error(e.line, why))?,
+                .map_err(|err| conf.error(e.line, err.why))?,
             None => StringMask::default(),
         };
         let dn = conf
