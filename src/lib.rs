@@ -3,6 +3,7 @@
 //! The library holds everything; the `devcert` binary only parses arguments,
 //! calls into these modules and prints.
 
+pub mod batch;
 pub mod ca;
 pub mod chain;
 pub mod crypto;

@@ -1211,3 +1211,12 @@ mod tests {
         assert_eq!(attribute_short_name(&oid("1.2.3.4")), None);
     }
 }
+
+/// A name holding only a common name (`devcert issue --cn`, batch names).
+pub fn common_name(cn: &str) -> Result<Name> {
+    let escaped = cn
+        .replace('\\', "\\\\")
+        .replace('/', "\\/")
+        .replace('+', "\\+");
+    parse_subject(&format!("/CN={escaped}"), StringMask::default())
+}

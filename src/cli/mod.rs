@@ -11,6 +11,7 @@ use devcert::keys::PrivateKey;
 use devcert::passphrase::PassphraseSource;
 use devcert::sign::CaSigner;
 
+mod batch;
 mod ca;
 mod chain;
 mod csr;
@@ -42,6 +43,7 @@ enum Command {
     Chain(chain::ChainArgs),
     Ca(ca::CaArgs),
     Issue(issue::IssueArgs),
+    Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
 }
 
@@ -54,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chain(a) => chain::run(a).map(|()| ExitCode::SUCCESS),
         Command::Ca(a) => ca::run(a).map(|()| ExitCode::SUCCESS),
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
     }
 }

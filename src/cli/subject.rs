@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use clap::Args;
 use devcert::csr::ReqConfig;
 use devcert::error::{Error, Result};
-use devcert::name::{StringMask, parse_subject};
+use devcert::name::{StringMask, common_name, parse_subject};
 use devcert::openssl_conf::Config;
 use devcert::profile::ExtensionProfile;
 use devcert::sign::{Lifetime, parse_time};
@@ -46,16 +46,10 @@ pub fn resolve_subject(
             name: subject_arg(s)?,
             req: None,
         }),
-        (None, None, Some(cn)) => {
-            let escaped = cn
-                .replace('\\', "\\\\")
-                .replace('/', "\\/")
-                .replace('+', "\\+");
-            Ok(Subject {
-                name: subject_arg(&format!("/CN={escaped}"))?,
-                req: None,
-            })
-        }
+        (None, None, Some(cn)) => Ok(Subject {
+            name: common_name(cn).map_err(|e| e.file("--cn"))?,
+            req: None,
+        }),
         (None, None, None) => Err(Error::parse(
             "no subject",
             "give --config, --subject or --cn",

@@ -1,0 +1,199 @@
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use devcert::batch::{BatchJob, SubjectTemplate, manifest_path, numbered_names, read_names};
+use devcert::digest::Digest;
+use devcert::error::{Error, Result};
+use devcert::issue::DeviceSpec;
+use devcert::keys::KeyAlgo;
+use devcert::output::{Mode, commit, stage};
+
+use super::sign::DEFAULT_DEVICE_DAYS;
+use super::subject::{ProfileArgs, ValidityArgs, read_config};
+use super::{PassArgs, load_ca, parse_digest, read_input};
+
+/// Issue a fleet: one folder per device with the five `issue` files
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert batch --ca CA.crt --ca-key CA.key --count 1000 --cn-prefix dev- --out-dir fleet\n  devcert batch --ca CA.crt --ca-key CA.key --names devices.txt --config client.csr.cfg --profile client.crt.cfg --days 500 --out-dir fleet\n\nRe-running skips complete devices and redoes half-written ones."
+)]
+pub struct BatchArgs {
+    /// The CA certificate
+    #[arg(long, value_name = "FILE")]
+    ca: String,
+    /// The CA's private key
+    #[arg(long, value_name = "FILE")]
+    ca_key: String,
+    /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
+    #[arg(long, default_value = "ec")]
+    algo: KeyAlgo,
+    /// File with one device CN per line (# comments, blank lines ignored)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["count", "cn_prefix"], required_unless_present = "count")]
+    names: Option<String>,
+    /// Number of devices, named <PREFIX><number>
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000), requires = "cn_prefix")]
+    count: Option<u64>,
+    /// CN prefix for --count
+    #[arg(long, value_name = "PREFIX")]
+    cn_prefix: Option<String>,
+    /// OpenSSL req config used as subject template; its CN is replaced per device
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    validity: ValidityArgs,
+    /// Signature digest (default: the template's default_md, else sha256)
+    #[arg(long, value_parser = parse_digest)]
+    digest: Option<Digest>,
+    /// Parallel workers (default: all cores)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    jobs: Option<u64>,
+    /// Also write the manifest as CSV to this file
+    #[arg(long, value_name = "FILE")]
+    manifest_csv: Option<PathBuf>,
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Folder for the fleet (created if missing)
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+}
+
+pub fn run(a: BatchArgs) -> Result<()> {
+    let names = match (&a.names, a.count, &a.cn_prefix) {
+        (Some(path), _, _) => {
+            let input = read_input(path)?;
+            let text = String::from_utf8(input.bytes).map_err(|_| {
+                Error::parse("cannot read names", "not UTF-8 text").file(&input.label)
+            })?;
+            read_names(&text, &input.label)?
+        }
+        (None, Some(n), Some(prefix)) => numbered_names(prefix, n as usize)?,
+        _ => super::usage("give --names FILE or --count N --cn-prefix PFX".into()),
+    };
+    let (template, req) = match &a.config {
+        Some(path) => {
+            let conf = read_config(path)?;
+            let req = devcert::csr::ReqConfig::from_config(&conf)?;
+            (SubjectTemplate::from_config(conf)?, Some(req))
+        }
+        None => (SubjectTemplate::Cn, None),
+    };
+    let digest = a
+        .digest
+        .or(req.as_ref().and_then(|r| r.digest))
+        .unwrap_or(Digest::Sha256);
+    let profile = a.profile.load()?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| {
+        Error::io(
+            "cannot create output folder",
+            a.out_dir.display().to_string(),
+            &e,
+        )
+    })?;
+    let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let placeholder = devcert::name::common_name("placeholder")?;
+    let job = BatchJob {
+        ca: &ca,
+        names: &names,
+        template: &template,
+        spec: DeviceSpec {
+            algo: a.algo,
+            subject: &placeholder,
+            req_extensions: req.as_ref().and_then(|r| r.extensions.as_ref()),
+            profile: &profile,
+            lifetime: a.validity.lifetime(DEFAULT_DEVICE_DAYS),
+            digest,
+            key_passphrase: None,
+        },
+        out_dir: &a.out_dir,
+        jobs,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(names.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} devices  {per_sec}  ETA {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    // The manifest is streamed to a temp file and renamed when complete.
+    let manifest_target = manifest_path(&a.out_dir);
+    let mut manifest = tempfile::NamedTempFile::new_in(&a.out_dir).map_err(|e| {
+        Error::io(
+            "cannot write manifest",
+            manifest_target.display().to_string(),
+            &e,
+        )
+    })?;
+    let mut csv = match &a.manifest_csv {
+        Some(p) => {
+            let mut f =
+                BufWriter::new(std::fs::File::create(p).map_err(|e| {
+                    Error::io("cannot write manifest", p.display().to_string(), &e)
+                })?);
+            writeln!(f, "cn,serial,not_after,sha256_fingerprint,dir")
+                .map_err(|e| Error::io("cannot write manifest", p.display().to_string(), &e))?;
+            Some(f)
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let result = {
+        let mut out = BufWriter::new(manifest.as_file_mut());
+        let r = job.run(
+            &mut out,
+            csv.as_mut().map(|c| c as &mut dyn Write),
+            &|| {
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            },
+            &mut |_der| Ok(()),
+        );
+        r.and_then(|s| {
+            out.flush().map(|()| s).map_err(|e| {
+                Error::io(
+                    "cannot write manifest",
+                    manifest_target.display().to_string(),
+                    &e,
+                )
+            })
+        })
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = result?;
+    if let Some(mut c) = csv {
+        c.flush()
+            .map_err(|e| Error::io("cannot write manifest", "csv", &e))?;
+    }
+    let bytes = std::fs::read(manifest.path()).map_err(|e| {
+        Error::io(
+            "cannot write manifest",
+            manifest_target.display().to_string(),
+            &e,
+        )
+    })?;
+    commit(stage(&manifest_target, &bytes, Mode::Public)?, true)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "batch: {} devices in {} ({} issued, {} already complete) in {:.2} s, {:.0} devices/s",
+        names.len(),
+        a.out_dir.display(),
+        summary.issued,
+        summary.skipped,
+        secs,
+        summary.issued as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
