@@ -33,6 +33,7 @@ fn assert_subject_like_openssl(t: &TestDir, cfg_name: &str, cfg: &str, key: &str
         "req", "-new", "-key", key, "-config", cfg_name, "-out", &refc,
     ]);
     assert_req_verify_ok(t, &dev);
+    t.prefetch(&[("csr", &[&dev]), ("csr", &[&refc]), ("key", &[key])]);
     let d = t.csr(&dev);
     let r = t.csr(&refc);
     assert_eq!(

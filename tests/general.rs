@@ -104,7 +104,7 @@ fn nonexistent_input_files_are_errors_naming_the_file() {
         ),
         (
             "missing-9.crt",
-            &["chain", "client.csr", "missing-9.crt", "-o", "x.crt"],
+            &["chain", "CA.crt", "missing-9.crt", "-o", "x.crt"],
         ),
         (
             "missing-10.cfg",

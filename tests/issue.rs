@@ -31,6 +31,22 @@ fn assert_issued_set(t: &TestDir, dir: &str, ca: &str) {
     t.assert_mode(&f("client_chain.crt"), 0o644);
 
     let ca_crt = format!("{ca}.crt");
+    let (key, p8, csr, crt, chain) = (
+        f("client.key"),
+        f("client_pkcs8.key"),
+        f("client.csr"),
+        f("client.crt"),
+        f("client_chain.crt"),
+    );
+    t.prefetch(&[
+        ("key", &[&key]),
+        ("key", &[&p8]),
+        ("csr", &[&csr]),
+        ("cert", &[&crt]),
+        ("certs", &[&chain]),
+        ("cert", &[&ca_crt]),
+        ("issued", &[&crt, &ca_crt]),
+    ]);
     t.assert_openssl_verify(&["-CAfile", &ca_crt], &f("client.crt"));
     t.assert_openssl_verify(
         &["-CAfile", &ca_crt, "-untrusted", &f("client_chain.crt")],

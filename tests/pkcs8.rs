@@ -68,7 +68,14 @@ fn ecparam_key_with_params_block_like_openssl_pkcs8() {
     assert_eq!(a.get("secret_sha256"), b.get("secret_sha256"));
     assert_eq!(a.get("spki_der"), b.get("spki_der"));
     // openssl pkcs8 -inform... reads it back as PKCS#8 without conversion.
-    t.openssl_ok(&["pkcs8", "-nocrypt", "-in", "client_pkcs8.key", "-noout"]);
+    t.openssl_ok(&[
+        "pkcs8",
+        "-nocrypt",
+        "-in",
+        "client_pkcs8.key",
+        "-out",
+        "roundtrip.key",
+    ]);
 }
 
 #[test]
@@ -242,7 +249,8 @@ fn der_output_is_read_by_openssl_pkey_inform_der() {
         "DER",
         "-in",
         "client_pkcs8.der",
-        "-noout",
+        "-out",
+        "roundtrip.key",
     ]);
 }
 

@@ -44,18 +44,24 @@ fn sign_pkcs8_chain(t: &TestDir, is_ec: bool) {
         out.warns_about(&["keyEncipherment", "dataEncipherment"]);
     }
     t.assert_openssl_verify(&["-CAfile", "CA.crt"], "client.crt");
-    let c = t.cert("client.crt");
-    let na = c.int("not_after");
-    assert!(
-        na >= start + 500 * DAY - 3600 && na <= now() + 500 * DAY + 3600,
-        "-days 500"
-    );
     // Same extensions as OpenSSL's own run of the seed command.
     t.openssl_sign(
         "client.csr",
         "CA",
         "openssl_client.crt",
         Some("client.crt.cfg"),
+    );
+    t.prefetch(&[
+        ("cert", &["client.crt"]),
+        ("cert", &["openssl_client.crt"]),
+        ("cert", &["CA.crt"]),
+        ("csr", &["client.csr"]),
+    ]);
+    let c = t.cert("client.crt");
+    let na = c.int("not_after");
+    assert!(
+        na >= start + 500 * DAY - 3600 && na <= now() + 500 * DAY + 3600,
+        "-days 500"
     );
     assert_eq!(
         c.all("ext"),
@@ -97,6 +103,10 @@ fn sign_pkcs8_chain(t: &TestDir, is_ec: bool) {
         .ok();
     let cat = [t.read("client.crt"), t.read("CA.crt")].concat();
     t.write("cat_chain.crt", cat);
+    t.prefetch(&[
+        ("certs", &["client_chain.crt"]),
+        ("certs", &["cat_chain.crt"]),
+    ]);
     let chain = t.certs("client_chain.crt");
     let cat = t.certs("cat_chain.crt");
     assert_eq!(chain.int("count"), 2);

@@ -16,6 +16,7 @@ fn sign(t: &TestDir, csr: &str, ca: &str, out: &str, extra: &[&str]) -> Out {
 
 #[track_caller]
 fn assert_same_extensions(t: &TestDir, dev: &str, reference: &str) {
+    t.prefetch(&[("cert", &[dev]), ("cert", &[reference])]);
     let d = t.cert(dev).all("ext");
     let r = t.cert(reference).all("ext");
     assert_eq!(
@@ -26,6 +27,12 @@ fn assert_same_extensions(t: &TestDir, dev: &str, reference: &str) {
 
 #[track_caller]
 fn assert_verifies(t: &TestDir, ca: &str, crt: &str) {
+    let ca_crt = format!("{ca}.crt");
+    t.prefetch(&[
+        ("issued", &[crt, &ca_crt]),
+        ("cert", &[crt]),
+        ("cert", &[&ca_crt]),
+    ]);
     t.assert_openssl_verify(&["-CAfile", &format!("{ca}.crt")], crt);
     t.assert_issued_by(crt, &format!("{ca}.crt"));
 }

@@ -10,11 +10,13 @@
 //! whatever the test expects otherwise.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The binary under test, built by cargo for the integration tests.
@@ -363,6 +365,7 @@ pub fn assert_no_panic(out: &Out) {
     for bad in [
         "panicked at",
         "stack backtrace:",
+        "Stack backtrace:",
         "RUST_BACKTRACE",
         "thread 'main'",
     ] {
@@ -462,6 +465,9 @@ impl Info {
 
 pub struct TestDir {
     tmp: tempfile::TempDir,
+    /// x509info answers keyed by query + content of the files it read
+    /// (python start-up is the slowest part of the suite).
+    info_cache: Mutex<HashMap<u64, Vec<(String, String)>>>,
 }
 
 impl Default for TestDir {
@@ -476,7 +482,10 @@ impl TestDir {
             .prefix("devcert-test-")
             .tempdir()
             .expect("create temp dir");
-        TestDir { tmp }
+        TestDir {
+            tmp,
+            info_cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -580,7 +589,12 @@ impl TestDir {
 
     /// devcert with cwd = this directory and umask 022.
     pub fn devcert_cmd(&self) -> Cmd {
-        let mut c = Cmd::new(self.root(), DEVCERT).umask(0o022);
+        // RUST_BACKTRACE=1 as in many developer shells: a panic or an error
+        // printed with its backtrace (anyhow's `{:?}`) then shows up in stderr
+        // and fails `assert_no_panic`.
+        let mut c = Cmd::new(self.root(), DEVCERT)
+            .umask(0o022)
+            .env("RUST_BACKTRACE", "1");
         c.is_devcert = true;
         c
     }
@@ -620,9 +634,28 @@ impl TestDir {
         );
     }
 
-    /// Facts from the independent Python inspector.
+    /// Cache key: the query plus the current content of every file it names.
+    fn info_key(&self, cmd: &str, args: &[&str]) -> u64 {
+        let mut h = DefaultHasher::new();
+        cmd.hash(&mut h);
+        for a in args {
+            a.hash(&mut h);
+            fs::read(self.path(a)).ok().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Facts from the independent Python inspector (cached per file content).
     #[track_caller]
     pub fn info(&self, cmd: &str, args: &[&str]) -> Info {
+        let what = format!("{cmd} {args:?}");
+        let key = self.info_key(cmd, args);
+        if let Some(lines) = self.info_cache.lock().unwrap().get(&key) {
+            return Info {
+                what,
+                lines: lines.clone(),
+            };
+        }
         let out = Cmd::new(self.root(), "python3")
             .arg(X509INFO)
             .arg(cmd)
@@ -634,15 +667,63 @@ impl TestDir {
             "python cryptography could not read {args:?} as `{cmd}`\n{}",
             out.describe()
         );
-        let lines = out
+        let lines: Vec<(String, String)> = out
             .stdout_str()
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Info {
-            what: format!("{cmd} {args:?}"),
-            lines,
+        self.info_cache.lock().unwrap().insert(key, lines.clone());
+        Info { what, lines }
+    }
+
+    /// Ask several x509info questions in one python process and cache the
+    /// answers; later `info`/`cert`/`csr`/`key` calls are then free. Queries
+    /// that fail are not cached (the later call reports the failure).
+    pub fn prefetch(&self, queries: &[(&str, &[&str])]) {
+        let todo: Vec<&(&str, &[&str])> = queries
+            .iter()
+            .filter(|(c, a)| {
+                !self
+                    .info_cache
+                    .lock()
+                    .unwrap()
+                    .contains_key(&self.info_key(c, a))
+            })
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let mut cmd = Cmd::new(self.root(), "python3").arg(X509INFO).arg("multi");
+        for (c, a) in &todo {
+            cmd = cmd.arg(*c).args(a.iter().copied()).arg("--");
+        }
+        let out = cmd.run();
+        if out.code != Some(0) {
+            return;
+        }
+        let text = out.stdout_str();
+        let mut sections: Vec<Vec<(String, String)>> = vec![];
+        let mut failed: Vec<bool> = vec![];
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix('#') {
+                if rest.contains("!error=") {
+                    if let Some(f) = failed.last_mut() {
+                        *f = true;
+                    }
+                } else {
+                    sections.push(vec![]);
+                    failed.push(false);
+                }
+            } else if let (Some(sec), Some((k, v))) = (sections.last_mut(), l.split_once('=')) {
+                sec.push((k.to_string(), v.to_string()));
+            }
+        }
+        for (i, (c, a)) in todo.iter().enumerate() {
+            if let (Some(lines), Some(false)) = (sections.get(i), failed.get(i)) {
+                let key = self.info_key(c, a);
+                self.info_cache.lock().unwrap().insert(key, lines.clone());
+            }
         }
     }
 
@@ -691,27 +772,26 @@ impl TestDir {
         self.openssl_ok(&args)
     }
 
-    /// Compile `tests/java/CheckKey.java` into this dir and run it on a PKCS#8
-    /// key + chain. Returns None (after printing a notice) when javac is absent.
+    /// Compile `tests/java/CheckKey.java` (once per source version, into
+    /// cargo's target tmp dir, so the suite does not pay javac per test) and
+    /// run it on a PKCS#8 key + chain. Returns None (after printing a notice)
+    /// when javac/java are absent.
     pub fn java_check(&self, key: &str, chain: &str) -> Option<Out> {
         if which("javac").is_none() || which("java").is_none() {
             eprintln!("NOTICE: javac/java not found; skipping the JDK check");
             return None;
         }
-        let classes = self.path("java-classes");
-        fs::create_dir_all(&classes).unwrap();
-        let out = Cmd::new(self.root(), "javac")
-            .args(["-d", classes.to_str().unwrap(), CHECK_KEY_JAVA])
-            .run();
-        assert_eq!(
-            out.code,
-            Some(0),
-            "javac CheckKey.java failed\n{}",
-            out.describe()
-        );
+        let classes = java_classes();
         Some(
             Cmd::new(self.root(), "java")
-                .args(["-cp", classes.to_str().unwrap(), "CheckKey", key, chain])
+                .args([
+                    "-XX:TieredStopAtLevel=1",
+                    "-cp",
+                    classes.to_str().unwrap(),
+                    "CheckKey",
+                    key,
+                    chain,
+                ])
                 .run(),
         )
     }
@@ -1112,6 +1192,47 @@ impl TestDir {
         assert_eq!(out.code, Some(0), "openssl x509\n{}", out.describe());
         out.stdout
     }
+}
+
+/// Directory holding the compiled CheckKey class, compiled at most once per
+/// source version (content-addressed, atomic rename, safe across the test
+/// threads and processes of one `cargo test`).
+fn java_classes() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = fs::read(CHECK_KEY_JAVA).expect("read tests/java/CheckKey.java");
+        let mut h = DefaultHasher::new();
+        src.hash(&mut h);
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = base.join(format!("checkkey-{:016x}", h.finish()));
+        if dir.join("CheckKey.class").is_file() {
+            return dir;
+        }
+        let tmp = base.join(format!(
+            "checkkey-tmp-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        fs::create_dir_all(&tmp).unwrap();
+        let out = Cmd::new(&base, "javac")
+            .args(["-d", tmp.to_str().unwrap(), CHECK_KEY_JAVA])
+            .run();
+        assert_eq!(
+            out.code,
+            Some(0),
+            "javac CheckKey.java failed\n{}",
+            out.describe()
+        );
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another process won the race; use its copy.
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        dir
+    })
+    .clone()
 }
 
 pub const EC_P256: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];

@@ -232,8 +232,36 @@ def cmd_serials(paths):
         out("serial", f"{format(c.serial_number, 'X')},{serial[3] - serial[2]},{tbs[serial[2]]},{int(c.serial_number > 0)}")
 
 
+def run_multi(argv):
+    """`multi CMD ARGS... -- CMD ARGS... --`: several queries in one process
+    (python start-up is the slow part). Each answer starts with `#N`; a query
+    that fails prints `#N!error=...` instead of aborting the others."""
+    queries, cur = [], []
+    for a in argv:
+        if a == "--":
+            queries.append(cur)
+            cur = []
+        else:
+            cur.append(a)
+    if cur:
+        queries.append(cur)
+    for i, q in enumerate(queries):
+        print(f"#{i}")
+        try:
+            dispatch(q[0], q[1:])
+        except BaseException as e:  # noqa: BLE001
+            print(f"#{i}!error={e!r}".replace("\n", " "))
+        sys.stdout.flush()
+
+
 def main():
-    cmd, args = sys.argv[1], sys.argv[2:]
+    if sys.argv[1] == "multi":
+        run_multi(sys.argv[2:])
+        return
+    dispatch(sys.argv[1], sys.argv[2:])
+
+
+def dispatch(cmd, args):
     if cmd == "cert":
         cmd_cert(*args)
     elif cmd == "certs":
