@@ -296,8 +296,10 @@ pub fn parse_serial(s: &str) -> Result<SerialNumber, String> {
 
 /// Upper-case hex without colons, as `openssl x509 -serial` prints.
 pub fn serial_hex(serial: &SerialNumber) -> String {
+    // The DER content keeps a 0x00 sign byte before a high bit; OpenSSL does not print it.
     let bytes = serial.as_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    let lead = bytes.iter().take_while(|&&b| b == 0).count();
+    let hex: String = bytes[lead..].iter().map(|b| format!("{b:02X}")).collect();
     if hex.is_empty() { "00".into() } else { hex }
 }
 
