@@ -86,8 +86,10 @@ impl Signer {
         let rng = ring::rand::SystemRandom::new();
         use ring::signature as rs;
         let ring_ec = match (key.algo(), digest) {
-            (KeyAlgo::Ec(Curve::P256), Digest::Sha256) => Some(&rs::ECDSA_P256_SHA256_ASN1_SIGNING),
-            (KeyAlgo::Ec(Curve::P384), Digest::Sha384) => Some(&rs::ECDSA_P384_SHA384_ASN1_SIGNING),
+            (KeyAlgo::Ec(c @ Curve::P256), Digest::Sha256)
+            | (KeyAlgo::Ec(c @ Curve::P384), Digest::Sha384) => {
+                Some(crate::keys::ring_signing_alg(c))
+            }
             _ => None,
         };
         let backend = match (key.algo(), ring_ec) {

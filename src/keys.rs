@@ -243,16 +243,14 @@ impl PrivateKey {
             KeyAlgo::Ec(curve) => {
                 // ring's generator is several times faster than the generic
                 // one and emits exactly the normalised PKCS#8 layout.
-                let alg = match curve {
-                    Curve::P256 => &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-                    Curve::P384 => &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-                };
                 let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(
-                    alg,
+                    ring_signing_alg(curve),
                     &ring::rand::SystemRandom::new(),
                 )
                 .map_err(|_| crypto_err("EC key generation failed"))?;
-                Zeroizing::new(doc.as_ref().to_vec())
+                // ring's document already has the normalised layout and the
+                // public point: no need to redo the (slow) generic arithmetic.
+                return PrivateKey::from_ring_ec(curve, doc.as_ref()).map_err(crypto_err);
             }
             KeyAlgo::Rsa(bits) => {
                 let key = rsa::PrivateKey::new(&mut SysRng, bits).map_err(crypto_err)?;
@@ -260,6 +258,20 @@ impl PrivateKey {
             }
         };
         PrivateKey::from_pkcs8_der(&pkcs8).map_err(crypto_err)
+    }
+
+    fn from_ring_ec(curve: Curve, der: &[u8]) -> Result<PrivateKey, String> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| e.to_string())?;
+        let ec =
+            sec1::EcPrivateKey::from_der(info.private_key.as_bytes()).map_err(|e| e.to_string())?;
+        let point = ec
+            .public_key
+            .ok_or("generated key lacks its public point")?;
+        Ok(PrivateKey {
+            algo: KeyAlgo::Ec(curve),
+            pkcs8: Zeroizing::new(der.to_vec()),
+            spki: ec_spki(curve, point)?,
+        })
     }
 
     /// Parses and normalises an unencrypted PKCS#8 key.
@@ -275,10 +287,9 @@ impl PrivateKey {
                 let curve = Curve::from_oid(&curve_oid).ok_or_else(|| {
                     format!("unsupported EC curve {curve_oid} (devcert supports P-256 and P-384)")
                 })?;
-                with_curve!(curve, K => {
-                    let key = K::from_pkcs8_der(der).map_err(|e| format!("invalid EC key ({e})"))?;
-                    Self::from_ec(curve, &key)
-                })
+                let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
+                    .map_err(|e| format!("invalid EC key ({e})"))?;
+                ec_from_parts(curve, &ec)
             }
             OID_RSA_ENCRYPTION => {
                 let key = rsa::PrivateKey::from_pkcs8_der(der)
@@ -514,6 +525,74 @@ fn sniff_der(der: &[u8]) -> Option<KeyEncoding> {
     }
 }
 
+/// ring's ECDSA algorithm with the curve's own digest.
+pub(crate) fn ring_signing_alg(curve: Curve) -> &'static ring::signature::EcdsaSigningAlgorithm {
+    match curve {
+        Curve::P256 => &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        Curve::P384 => &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+    }
+}
+
+fn ec_spki(curve: Curve, point: &[u8]) -> Result<Vec<u8>, String> {
+    let curve_oid = curve.oid();
+    spki::SubjectPublicKeyInfoRef {
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some((&curve_oid).into()),
+        },
+        subject_public_key: der::asn1::BitStringRef::from_bytes(point)
+            .map_err(|e| e.to_string())?,
+    }
+    .to_der()
+    .map_err(|e| e.to_string())
+}
+
+/// An EC key from its SEC1 parts, normalised. ring checks a key that
+/// carries its public point far faster than the generic arithmetic (which
+/// dominated `devcert issue`); keys without a point, or that ring refuses,
+/// take the generic path, which also rejects a point that does not match.
+fn ec_from_parts(curve: Curve, ec: &sec1::EcPrivateKey<'_>) -> Result<PrivateKey, String> {
+    if let Some(point) = ec.public_key {
+        let enc = |e: der::Error| e.to_string();
+        let inner = Zeroizing::new(
+            sec1::EcPrivateKey {
+                private_key: ec.private_key,
+                parameters: None,
+                public_key: Some(point),
+            }
+            .to_der()
+            .map_err(enc)?,
+        );
+        let curve_oid = curve.oid();
+        let algorithm = pkcs8::AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some((&curve_oid).into()),
+        };
+        let octets = der::asn1::OctetStringRef::new(&inner).map_err(enc)?;
+        let normalized = Zeroizing::new(
+            pkcs8::PrivateKeyInfoRef::new(algorithm, octets)
+                .to_der()
+                .map_err(enc)?,
+        );
+        let rng = ring::rand::SystemRandom::new();
+        if ring::signature::EcdsaKeyPair::from_pkcs8(ring_signing_alg(curve), &normalized, &rng)
+            .is_ok()
+        {
+            return PrivateKey::from_ring_ec(curve, &normalized);
+        }
+    }
+    with_curve!(curve, K => {
+        let key = K::from_slice(ec.private_key).map_err(|_| "invalid EC private key".to_string())?;
+        let built = PrivateKey::from_ec(curve, &key)?;
+        if let Some(point) = ec.public_key
+            && ec_spki(curve, point)? != built.spki
+        {
+            return Err("the key's public point does not match its private scalar".into());
+        }
+        Ok(built)
+    })
+}
+
 fn from_sec1(der: &[u8], curve_hint: Option<Curve>) -> Result<PrivateKey, String> {
     let parsed =
         sec1::EcPrivateKey::from_der(der).map_err(|e| format!("invalid SEC1 EC key ({e})"))?;
@@ -527,11 +606,7 @@ fn from_sec1(der: &[u8], curve_hint: Option<Curve>) -> Result<PrivateKey, String
             _ => return Err("SEC1 EC key names no curve".into()),
         },
     };
-    with_curve!(curve, K => {
-        let key = K::from_bytes(parsed.private_key.try_into().map_err(|_| "EC private key has the wrong length".to_string())?)
-            .map_err(|_| "invalid EC private key".to_string())?;
-        PrivateKey::from_ec(curve, &key)
-    })
+    ec_from_parts(curve, &parsed)
 }
 
 fn decrypt_pkcs8(der: &[u8], pass: &PassphraseSource, label: &str) -> Result<PrivateKey> {
@@ -636,6 +711,8 @@ mod tests {
             )
             .unwrap();
             assert_eq!(back.pkcs8_der(), key.pkcs8_der());
+            // The fast path for generated keys must give the SPKI the generic path computes.
+            assert_eq!(back.spki_der(), key.spki_der());
         }
         assert!(key.encode(KeyFormat::Pkcs1, true, None).is_err());
     }

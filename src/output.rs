@@ -137,6 +137,11 @@ pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
 /// The process umask, read without changing it (umask(2) can only be read
 /// by setting it, which would race with other threads).
 fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(read_umask)
+}
+
+fn read_umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""devcert vs OpenSSL, side by side in one run, printing absolute figures and ratios.
+
+    python3 bench/compare.py            # full run (a few minutes)
+    python3 bench/compare.py --smoke    # tiny N, proves the script works (CI)
+
+Needs a release build (`cargo build --release`), openssl, and /usr/bin/time.
+Machines here are noisy: compare the ratios printed by one run, not absolute
+numbers across runs.
+"""
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVCERT = os.path.join(ROOT, "target", "release", "devcert")
+SEED_CSR_CFG = """[req]
+default_bits = 2048
+prompt = no
+default_md = sha256
+distinguished_name = dn
+[dn]
+C=CN
+ST=ZJ
+L=HZ
+O=ALI
+OU=MQTT
+emailAddress=xxx@xxx
+CN=client-test
+"""
+SEED_CRT_CFG = """authorityKeyIdentifier=keyid,issuer
+basicConstraints=CA:FALSE
+keyUsage = digitalSignature, nonRepudiation, keyEncipherment, dataEncipherment, keyCertSign
+"""
+
+
+def run(cmd, cwd):
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def openssl_device(d, algo):
+    """The seed's OpenSSL workflow for one device, as separate processes."""
+    os.makedirs(d)
+    if algo == "ec":
+        run(["openssl", "ecparam", "-out", "client.key", "-name", "prime256v1", "-genkey"], d)
+        run(["openssl", "req", "-new", "-sha256", "-nodes", "-out", "client.csr", "-key", "client.key", "-config", "../client.csr.cfg"], d)
+    else:
+        run(["openssl", "req", "-new", "-sha256", "-nodes", "-out", "client.csr", "-newkey", "rsa:2048", "-keyout", "client.key", "-config", "../client.csr.cfg"], d)
+    run(["openssl", "x509", "-req", "-in", "client.csr", "-CA", "../CA.crt", "-CAkey", "../CA.key", "-CAcreateserial", "-out", "client.crt", "-days", "500", "-sha256", "-extfile", "../client.crt.cfg"], d)
+    run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", "client.key", "-out", "client_pkcs8.key"], d)
+    with open(os.path.join(d, "client_chain.crt"), "wb") as out:
+        for f in ("client.crt", "../CA.crt"):
+            out.write(open(os.path.join(d, f), "rb").read())
+
+
+def make_ca(work, algo):
+    run([DEVCERT, "ca", "--algo", algo, "--subject", "/CN=Bench CA", "--key-out", "CA.key", "-o", "CA.crt", "--force"], work)
+
+
+def workflow(work, algo, n):
+    make_ca(work, algo)
+    for name, text in (("client.csr.cfg", SEED_CSR_CFG), ("client.crt.cfg", SEED_CRT_CFG)):
+        open(os.path.join(work, name), "w").write(text)
+    t_ossl = timed(lambda: [openssl_device(os.path.join(work, f"o{i}"), algo) for i in range(n)])
+    t_issue = timed(lambda: [run([DEVCERT, "issue", "--algo", algo, "--config", "client.csr.cfg", "--profile", "client.crt.cfg", "--days", "500",
+                                  "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir", f"d{i}"], work) for i in range(n)])
+    t_batch = timed(lambda: run([DEVCERT, "batch", "--algo", algo, "--config", "client.csr.cfg", "--profile", "client.crt.cfg", "--days", "500",
+                                 "--ca", "CA.crt", "--ca-key", "CA.key", "--count", str(n), "--cn-prefix", "dev-", "--out-dir", "fleet"], work))
+    return t_ossl, t_issue, t_batch
+
+
+def report_workflow(label, n, t):
+    t_ossl, t_issue, t_batch = t
+    print(f"\n[{label}] {n} devices, seed workflow (key, csr, sign, pkcs8, chain)")
+    print(f"  openssl shell workflow : {t_ossl / n * 1000:8.2f} ms/device  {n / t_ossl:9.1f} devices/s")
+    print(f"  devcert issue (1 proc) : {t_issue / n * 1000:8.2f} ms/device  {n / t_issue:9.1f} devices/s   {t_ossl / t_issue:6.1f}x faster")
+    print(f"  devcert batch          : {t_batch / n * 1000:8.2f} ms/device  {n / t_batch:9.1f} devices/s   {t_ossl / t_batch:6.1f}x faster")
+
+
+def keygen(work, reps):
+    ossl, dev = [], []
+    for i in range(reps):
+        ossl.append(timed(lambda: run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", f"o{i}.key"], work)))
+        dev.append(timed(lambda: run([DEVCERT, "key", "--algo", "rsa", "--bits", "2048", "-o", f"d{i}.key"], work)))
+    mo, md = statistics.median(ossl), statistics.median(dev)
+    print(f"\n[RSA-2048 key generation] median of {reps}")
+    print(f"  openssl genpkey        : {mo * 1000:8.1f} ms")
+    print(f"  devcert key --algo rsa : {md * 1000:8.1f} ms   {md / mo:5.2f}x the time of openssl")
+
+
+def big_batch(work, n):
+    make_ca(work, "ec")
+    out = subprocess.run(["/usr/bin/time", "-f", "%M %e", DEVCERT, "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", str(n),
+                          "--cn-prefix", "d", "--out-dir", "big"], cwd=work, check=True, capture_output=True, text=True)
+    rss_kb, secs = out.stderr.strip().splitlines()[-1].split()
+    print(f"\n[batch {n} ECC devices into {work}]")
+    print(f"  {n / float(secs):9.1f} devices/s over {float(secs):.2f} s, peak RSS {int(rss_kb) / 1024:.1f} MiB")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: prove the script runs")
+    args = ap.parse_args()
+    if not os.path.exists(DEVCERT):
+        sys.exit("build first: cargo build --release")
+    n, n_rsa, reps, big = (20, 5, 3, 200) if args.smoke else (200, 50, 30, 100_000)
+    tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    base = tempfile.mkdtemp(prefix="devcert-bench-", dir=tmpfs)
+    try:
+        print(f"devcert bench ({'smoke' if args.smoke else 'full'}), work dir {base}, {os.cpu_count()} cores")
+        print(subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip())
+        for label, algo, count in (("ECC P-256", "ec", n), ("RSA-2048", "rsa", n_rsa)):
+            work = os.path.join(base, algo)
+            os.makedirs(work)
+            report_workflow(label, count, workflow(work, algo, count))
+        work = os.path.join(base, "keygen")
+        os.makedirs(work)
+        keygen(work, reps)
+        work = os.path.join(base, "big")
+        os.makedirs(work)
+        big_batch(work, big)
+        registry = os.path.join(ROOT, "bench", "registry.py")
+        if os.path.exists(registry):
+            subprocess.run([sys.executable, registry] + (["--smoke"] if args.smoke else []), check=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
