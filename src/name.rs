@@ -802,6 +802,15 @@ fn push_hex_der(out: &mut String, value: &Any) {
     }
 }
 
+/// A name holding only a common name (`devcert issue --cn`, batch names).
+pub fn common_name(cn: &str) -> Result<Name> {
+    let escaped = cn
+        .replace('\\', "\\\\")
+        .replace('/', "\\/")
+        .replace('+', "\\+");
+    parse_subject(&format!("/CN={escaped}"), StringMask::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1210,13 +1219,4 @@ mod tests {
         );
         assert_eq!(attribute_short_name(&oid("1.2.3.4")), None);
     }
-}
-
-/// A name holding only a common name (`devcert issue --cn`, batch names).
-pub fn common_name(cn: &str) -> Result<Name> {
-    let escaped = cn
-        .replace('\\', "\\\\")
-        .replace('/', "\\/")
-        .replace('+', "\\+");
-    parse_subject(&format!("/CN={escaped}"), StringMask::default())
 }

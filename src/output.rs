@@ -115,10 +115,8 @@ pub fn write_stdout(data: &[u8]) -> Result<()> {
 /// Every file is staged first; only then are they renamed into place, and
 /// if one rename fails the ones already placed are removed again.
 pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
-    if !force {
-        if let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
-            return Err(exists_error(&s.target.display().to_string()));
-        }
+    if !force && let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
+        return Err(exists_error(&s.target.display().to_string()));
     }
     let mut placed: Vec<PathBuf> = Vec::new();
     for s in staged {

@@ -224,7 +224,7 @@ fn binary_garbage_never_panics() {
     );
     t.write(
         "deep.der",
-        [vec![0x30u8, 0x80].repeat(2000), vec![0u8; 4000]].concat(),
+        [[0x30u8, 0x80].repeat(2000), vec![0u8; 4000]].concat(),
     );
     for j in ["junk.bin", "junk.pem", "deep.der"] {
         for args in [

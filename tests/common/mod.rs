@@ -843,7 +843,7 @@ impl TestDir {
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ]);
-        if !extra.iter().any(|a| *a == "-days") {
+        if !extra.contains(&"-days") {
             args.extend_from_slice(&["-days", "3650"]);
         }
         args.extend_from_slice(extra);
