@@ -6,8 +6,8 @@
 //! P-256 key with `--digest sha384`) uses the RustCrypto signers. Verification
 //! uses the RustCrypto verifiers for every pair, including SHA-1 for old CAs.
 
+use der::Decode;
 use der::asn1::{AnyRef, ObjectIdentifier};
-use der::{Decode, Encode};
 use pkcs1::DecodeRsaPublicKey;
 use pkcs8::DecodePrivateKey;
 use sha2::Digest as _;
@@ -76,7 +76,6 @@ pub struct Signer {
     backend: Backend,
     digest: Digest,
     algorithm: AlgorithmIdentifierOwned,
-    algo: KeyAlgo,
 }
 
 impl Signer {
@@ -119,16 +118,11 @@ impl Signer {
             backend,
             digest,
             algorithm: signature_algorithm(key.algo(), digest),
-            algo: key.algo(),
         })
     }
 
     pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
         &self.algorithm
-    }
-
-    pub fn key_algo(&self) -> KeyAlgo {
-        self.algo
     }
 
     /// The signature over `msg` (DER ECDSA-Sig-Value or PKCS#1 v1.5 bytes).
@@ -244,11 +238,6 @@ pub fn verify(
             }
         )),
     }
-}
-
-/// Encodes `alg`, panicking never: an AlgorithmIdentifier always encodes.
-pub fn algorithm_der(alg: &AlgorithmIdentifierOwned) -> Vec<u8> {
-    alg.to_der().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -662,11 +662,6 @@ pub fn spki_algo(spki: &spki::SubjectPublicKeyInfoRef<'_>) -> Option<KeyAlgo> {
     }
 }
 
-/// Re-encodes any SPKI to DER (for comparisons against a loaded key).
-pub fn spki_to_der(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    spki.to_der().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
