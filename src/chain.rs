@@ -98,15 +98,14 @@ fn sort_chain(mut pool: Vec<LoadedCert>) -> Result<Vec<LoadedCert>> {
             .hint("a certificate linking them is missing"));
         }
     };
-    let mut out = vec![pool.remove(leaf)];
-    while let Some(pos) = pool
-        .iter()
-        .position(|c| is_issued_by(out.last().expect("non-empty"), c))
-    {
-        out.push(pool.remove(pos));
+    let mut top = pool.remove(leaf);
+    let mut out = Vec::new();
+    while let Some(pos) = pool.iter().position(|c| is_issued_by(&top, c)) {
+        out.push(std::mem::replace(&mut top, pool.remove(pos)));
     }
+    out.push(top);
     if let Some(left) = pool.first() {
-        let last = out.last().expect("non-empty");
+        let last = &out[out.len() - 1];
         return Err(Error::new(
             ErrorKind::Refused,
             "broken chain",

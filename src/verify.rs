@@ -280,12 +280,11 @@ impl Search<'_> {
     }
 
     /// Depth-first: every path from `path`'s last cert up to a trust anchor.
-    fn paths(&mut self, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn paths(&mut self, cur: usize, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
         self.steps += 1;
         if self.steps > MAX_STEPS || path.len() > MAX_DEPTH || out.len() >= 16 {
             return;
         }
-        let cur = *path.last().expect("path starts with the leaf");
         // OpenSSL trusts a store certificate as an anchor only if it is
         // self-issued (no -partial_chain); otherwise it looks further up.
         if self.trusted[cur] && (self.facts[cur].self_issued || self.partial_chain) {
@@ -305,7 +304,7 @@ impl Search<'_> {
             }
             if self.issued_by(cur, cand) {
                 path.push(cand);
-                self.paths(path, out);
+                self.paths(cand, path, out);
                 path.pop();
             }
         }
@@ -339,7 +338,7 @@ pub fn verify(
         signed_by: Default::default(),
     };
     let mut paths = Vec::new();
-    search.paths(&mut vec![0], &mut paths);
+    search.paths(0, &mut vec![0], &mut paths);
     if paths.is_empty() {
         return Verdict::Rejected(no_path_reason(&facts, &mut search));
     }
