@@ -18,6 +18,7 @@ pub mod openssl_conf;
 pub mod output;
 pub mod passphrase;
 pub mod profile;
+pub mod registry;
 pub mod sign;
 pub mod verify;
 

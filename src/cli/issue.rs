@@ -5,6 +5,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::issue::{DeviceSpec, make_device, write_device};
 use devcert::keys::KeyAlgo;
+use devcert::registry::register_issued;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
@@ -51,6 +52,9 @@ pub struct IssueArgs {
     /// Replace existing device files in the folder
     #[arg(long)]
     force: bool,
+    /// Register the certificate (and the CA if new) in this registry database
+    #[arg(long, value_name = "DB")]
+    registry: Option<String>,
 }
 
 pub fn run(a: IssueArgs) -> Result<()> {
@@ -76,5 +80,9 @@ pub fn run(a: IssueArgs) -> Result<()> {
         },
     )?;
     warn_all(&files.warnings);
-    write_device(&a.out_dir, &files, a.force)
+    let write = || write_device(&a.out_dir, &files, a.force);
+    match &a.registry {
+        Some(db) => register_issued(db, &ca.cert, &files.cert_der, write),
+        None => write(),
+    }
 }

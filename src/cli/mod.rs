@@ -18,6 +18,7 @@ mod csr;
 mod issue;
 mod key;
 mod pkcs8;
+mod registry;
 mod sign;
 mod subject;
 mod verify;
@@ -45,6 +46,7 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    Registry(registry::RegistryArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -58,6 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::Registry(a) => registry::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ use devcert::error::Result;
 use devcert::input::load_csr;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
+use devcert::registry::register_issued;
 use devcert::sign::{CertRequest, parse_serial};
 use x509_cert::serial_number::SerialNumber;
 
@@ -38,6 +39,9 @@ pub struct SignArgs {
     digest: Digest,
     #[command(flatten)]
     pass: PassArgs,
+    /// Register the certificate (and the CA if new) in this registry database
+    #[arg(long, value_name = "DB")]
+    registry: Option<String>,
     #[command(flatten)]
     out: OutArgs,
 }
@@ -59,10 +63,16 @@ pub fn run(a: SignArgs) -> Result<()> {
         serial: a.serial.clone(),
     })?;
     warn_all(&issued.warnings);
-    write_file(
-        &a.out.out,
-        pem_encode("CERTIFICATE", &issued.der).as_bytes(),
-        Mode::Public,
-        a.out.force,
-    )
+    let write = || {
+        write_file(
+            &a.out.out,
+            pem_encode("CERTIFICATE", &issued.der).as_bytes(),
+            Mode::Public,
+            a.out.force,
+        )
+    };
+    match &a.registry {
+        Some(db) => register_issued(db, &ca.cert, &issued.der, write),
+        None => write(),
+    }
 }
