@@ -10,10 +10,11 @@ use devcert::issue::DeviceSpec;
 use devcert::keys::KeyAlgo;
 use devcert::output::{Mode, commit, stage};
 use devcert::registry::Bulk;
+use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, read_config};
-use super::{PassArgs, load_ca, parse_digest, read_input};
+use super::{JsonArg, PassArgs, load_ca, parse_digest, quiet, read_input};
 
 /// Issue a fleet: one folder per device with the five `issue` files
 #[derive(Args)]
@@ -63,6 +64,8 @@ pub struct BatchArgs {
     /// Folder for the fleet (created if missing)
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: BatchArgs) -> Result<()> {
@@ -126,7 +129,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         out_dir: &a.out_dir,
         jobs,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = (std::io::stderr().is_terminal() && !quiet()).then(|| {
         let bar = indicatif::ProgressBar::new(names.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} devices  {per_sec}  ETA {eta}",
@@ -199,6 +202,17 @@ pub fn run(a: BatchArgs) -> Result<()> {
     })?;
     commit(stage(&manifest_target, &bytes, Mode::Public)?, true)?;
     let secs = started.elapsed().as_secs_f64();
+    a.json.print(json!({
+        "out_dir": a.out_dir.display().to_string(),
+        "manifest": manifest_target.display().to_string(),
+        "manifest_csv": a.manifest_csv.as_ref().map(|p| p.display().to_string()),
+        "devices": names.len(),
+        "issued": summary.issued,
+        "skipped": summary.skipped,
+    }))?;
+    if quiet() {
+        return Ok(());
+    }
     eprintln!(
         "batch: {} devices in {} ({} issued, {} already complete) in {:.2} s, {:.0} devices/s",
         names.len(),

@@ -3,13 +3,15 @@ use std::path::PathBuf;
 use clap::Args;
 use devcert::digest::Digest;
 use devcert::error::Result;
-use devcert::issue::{DeviceSpec, make_device, write_device};
+use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
 use devcert::keys::KeyAlgo;
 use devcert::registry::register_issued;
+use devcert::summary::CertSummary;
+use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
-use super::{OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
 
 /// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
 #[derive(Args)]
@@ -55,6 +57,8 @@ pub struct IssueArgs {
     /// Register the certificate (and the CA if new) in this registry database
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: IssueArgs) -> Result<()> {
@@ -82,7 +86,22 @@ pub fn run(a: IssueArgs) -> Result<()> {
     warn_all(&files.warnings);
     let write = || write_device(&a.out_dir, &files, a.force);
     match &a.registry {
-        Some(db) => register_issued(db, &ca.cert, &files.cert_der, write),
-        None => write(),
+        Some(db) => register_issued(db, &ca.cert, &files.cert_der, write)?,
+        None => write()?,
     }
+    a.json.print(device_report(&a.out_dir, &files.cert_der)?)
+}
+
+/// `--json` of one device folder: its five files and its certificate.
+pub fn device_report(dir: &std::path::Path, cert_der: &[u8]) -> Result<serde_json::Value> {
+    let [key, csr, certificate, pkcs8, chain] =
+        DEVICE_FILES.map(|f| dir.join(f).display().to_string());
+    Ok(json!({
+        "dir": dir.display().to_string(),
+        "files": {
+            "key": key, "csr": csr, "certificate": certificate,
+            "pkcs8": pkcs8, "chain": chain,
+        },
+        "certificate": CertSummary::from_der(cert_der)?,
+    }))
 }
