@@ -15,6 +15,7 @@ mod batch;
 mod ca;
 mod chain;
 mod csr;
+mod inspect;
 mod issue;
 mod key;
 mod pkcs8;
@@ -45,6 +46,7 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    Inspect(inspect::InspectArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -58,6 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
     }
 }
 
