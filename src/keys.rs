@@ -406,8 +406,12 @@ impl PrivateKey {
             Some("ENCRYPTED PRIVATE KEY") => KeyEncoding::EncryptedPkcs8,
             Some("EC PRIVATE KEY") => KeyEncoding::Sec1,
             Some("RSA PRIVATE KEY") => KeyEncoding::Pkcs1,
-            _ => sniff_der(&der)
-                .ok_or_else(|| fail("not a private key (PKCS#8, SEC1 or PKCS#1)".into()))?,
+            _ => sniff_der(&der).ok_or_else(|| {
+                fail(match crate::input::describe_der(&der) {
+                    Some(found) => format!("expected a private key, found {found}"),
+                    None => "not a private key (PKCS#8, SEC1 or PKCS#1)".into(),
+                })
+            })?,
         };
         if encoding == KeyEncoding::EncryptedPkcs8 {
             let key = decrypt_pkcs8(&der, pass, label)?;
