@@ -78,6 +78,11 @@ impl Input {
         }
     }
 
+    /// Overwrites the bytes (a private key file's, once it is loaded).
+    pub fn wipe(mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
+
     /// Whether the input looks like PEM text rather than DER.
     pub fn is_pem(&self) -> bool {
         memfind(&self.bytes, b"-----BEGIN ").is_some()
