@@ -794,7 +794,7 @@ mod tests {
     #[test]
     fn absurd_kdf_costs_are_refused_before_asking_for_a_passphrase() {
         use pkcs8::pkcs5::pbes2::{Kdf, Pbkdf2Params, Pbkdf2Prf, ScryptParams};
-        let salt = pkcs8::pkcs5::pbes2::Salt::new(&[1u8; 16]).unwrap();
+        let salt = pkcs8::pkcs5::pbes2::Salt::new([1u8; 16]).unwrap();
         let pbkdf2 = |rounds| {
             Kdf::Pbkdf2(Pbkdf2Params {
                 salt,

@@ -508,7 +508,7 @@ fn absurd_kdf_parameters_in_a_key_file_are_refused_quickly() {
     use pkcs8::pkcs5::pbes2::{Kdf, Pbkdf2Params, Pbkdf2Prf, Salt, ScryptParams};
     let t = TestDir::new();
     setup(&t);
-    let salt = Salt::new(&[1u8; 16]).unwrap();
+    let salt = Salt::new([1u8; 16]).unwrap();
     let scrypt = |n, r, p| {
         Kdf::Scrypt(ScryptParams {
             salt,
