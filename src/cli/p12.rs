@@ -8,7 +8,7 @@ use devcert::pkcs12::{P12Profile, build_pkcs12};
 use devcert::summary::CertSummary;
 use serde_json::json;
 
-use super::{JsonArg, OutArgs, PassArgs, load_key, out_pass_source, read_input};
+use super::{JsonArg, OutArgs, PassArgs, load_key, out_pass_source, read_input, warn};
 
 /// Bundle a key and its certificate chain into a PKCS#12 (.p12/.pfx) keystore
 #[derive(Args)]
@@ -72,6 +72,11 @@ pub fn run(a: P12Args) -> Result<()> {
         .unwrap_or_else(|| "devcert".into());
     let passphrase = out_pass_source(&a.out_passphrase_file, &a.out_passphrase_env, &a.pass)
         .read("the PKCS#12 keystore", true)?;
+    if !passphrase.is_ascii() {
+        warn(
+            "the passphrase is not ASCII: OpenSSL reads the keystore, Java's PKCS12 KeyStore refuses it",
+        );
+    }
     let profile = if a.legacy {
         P12Profile::Legacy
     } else {
