@@ -805,3 +805,118 @@ fn p12_from_an_encrypted_key_can_take_its_own_passphrase() {
     let info = openssl_p12(&t, "enc.p12", &[]);
     assert_p12_holds_device(&t, &info);
 }
+
+// ---------------------------------------------------------------------------
+// The examples, run as a user runs them
+// ---------------------------------------------------------------------------
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+/// A script or tool from `examples/`, run in the test folder with
+/// `DEVCERT` pointing at the binary under test.
+fn example(t: &TestDir, program: &str, args: &[&str]) -> Out {
+    Cmd::new(t.root(), program)
+        .args(args)
+        .env("DEVCERT", DEVCERT)
+        .run()
+}
+
+#[track_caller]
+fn need(tool: &str) -> bool {
+    if which(tool).is_some() {
+        return true;
+    }
+    eprintln!("NOTICE: {tool} not found (bash .ci/run installs it); skipping");
+    false
+}
+
+#[test]
+fn provision_script_issues_verifies_and_reports_with_exit_codes() {
+    let t = TestDir::new();
+    if !need("jq") {
+        return;
+    }
+    let script = format!("{EXAMPLES}/provision.sh");
+    t.write(
+        "names.txt",
+        "# line 3 of the rollout\nhall-a-01\nhall-a-02\n\nhall-b-01\n",
+    );
+    let out = example(&t, "bash", &[&script, "names.txt", "out"]).ok();
+    let report = json(&out);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["devices"], 3);
+    assert_eq!(report["issued"], 3);
+    for cn in ["hall-a-01", "hall-a-02", "hall-b-01"] {
+        let dir = format!("out/fleet/{cn}");
+        t.assert_openssl_verify(&["-CAfile", "out/ca/CA.crt"], &format!("{dir}/client.crt"));
+        assert!(
+            t.cert(&format!("{dir}/client.crt"))
+                .get("subject")
+                .contains(cn)
+        );
+    }
+    // Re-run: the CA and complete devices are kept (the manifest is
+    // rewritten, its rows now say "skipped").
+    let keys_and_certs = |t: &TestDir| {
+        let mut files = t.listing();
+        files.retain(|name, _| !name.ends_with("manifest.json"));
+        files
+    };
+    let before = keys_and_certs(&t);
+    let again = json(&example(&t, "bash", &[&script, "names.txt", "out"]).ok());
+    assert_eq!(again["skipped"], 3, "{again}");
+    assert!(
+        before == keys_and_certs(&t),
+        "a re-run changed device files"
+    );
+    // A verification NO is exit 3 with the devices named on stdout...
+    let late = Cmd::new(t.root(), "bash")
+        .args([&script, "names.txt", "out"])
+        .env("DEVCERT", DEVCERT)
+        .env("VALID_AT", "2100-01-01T00:00:00Z")
+        .run()
+        .code(3);
+    let report = json(&late);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["rejected"].as_array().unwrap().len(), 3, "{report}");
+    assert!(
+        report["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    // ... and an error (unreadable names file) is exit 1, no report.
+    let broken = example(&t, "bash", &[&script, "missing.txt", "out"]).code(1);
+    assert!(broken.stdout.is_empty(), "{}", broken.describe());
+    assert!(
+        broken.stderr.contains("missing.txt"),
+        "{}",
+        broken.describe()
+    );
+}
+
+#[test]
+fn ca_registration_recipe_makes_a_verification_certificate_for_the_code() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let code = "3f9c07d5e6a84b1c9d2e7f60a1b2c3e1";
+    let script = format!("{EXAMPLES}/ca-registration/register-ca.sh");
+    let out = example(&t, "bash", &[&script, code, ".", "verification"]).ok();
+    assert!(out.stdout_str().contains("verification/verification.crt"));
+    let subject = t.openssl_ok(&[
+        "x509",
+        "-in",
+        "verification/verification.crt",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "RFC2253",
+    ]);
+    assert_eq!(subject.trim(), format!("subject=CN={code}"));
+    t.assert_openssl_verify(&["-CAfile", "CA.crt"], "verification/verification.crt");
+    t.assert_key_matches(
+        "verification/verification.key",
+        &t.cert("verification/verification.crt").get("spki_der"),
+    );
+    example(&t, "bash", &[&script]).code(2);
+}
