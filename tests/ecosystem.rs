@@ -295,6 +295,37 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
     }
 }
 
+/// Runs `command` (a shell line) with a real terminal as stdin/stdout/stderr,
+/// through util-linux `script`; None when `script` is absent.
+fn on_terminal(t: &TestDir, command: &str) -> Option<Out> {
+    if which("script").is_none() {
+        eprintln!("NOTICE: script (util-linux) not found; skipping the terminal check");
+        return None;
+    }
+    Some(
+        Cmd::new(t.root(), "script")
+            .args(["-qec", command, "/dev/null"])
+            .run(),
+    )
+}
+
+#[test]
+fn on_a_real_terminal_colour_follows_no_color() {
+    let t = TestDir::new();
+    let Some(coloured) = on_terminal(&t, &format!("'{DEVCERT}' issue --bogus")) else {
+        return;
+    };
+    assert_eq!(coloured.code, Some(2), "{}", coloured.describe());
+    assert!(
+        coloured.text().contains('\u{1b}'),
+        "{}",
+        coloured.describe()
+    );
+    let plain = on_terminal(&t, &format!("NO_COLOR=1 '{DEVCERT}' issue --bogus")).unwrap();
+    assert_eq!(plain.code, Some(2), "{}", plain.describe());
+    assert!(!plain.text().contains('\u{1b}'), "{}", plain.describe());
+}
+
 #[test]
 fn every_command_help_shows_a_seed_workflow_example() {
     let t = TestDir::new();
@@ -770,6 +801,43 @@ fn p12_refuses_a_foreign_key_overwrite_and_a_missing_passphrase() {
     t.assert_unchanged(&before);
     env("env.p12", true).ok();
     t.assert_mode("env.p12", 0o600);
+}
+
+#[test]
+fn p12_is_never_written_to_a_terminal() {
+    let t = TestDir::new();
+    seed_device(&t);
+    t.write("p12.pass", JAVA_PASS);
+    let cmd = format!(
+        "'{DEVCERT}' p12 --key client/client.key --cert client/client_chain.crt --passphrase-file p12.pass"
+    );
+    let Some(out) = on_terminal(&t, &cmd) else {
+        return;
+    };
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    assert!(out.text().contains("-o FILE"), "{}", out.describe());
+    // Redirected, stdout is fine: OpenSSL reads what came through the pipe.
+    let piped = t
+        .devcert(&[
+            "p12",
+            "--key",
+            "client/client.key",
+            "--cert",
+            "client/client_chain.crt",
+            "--passphrase-file",
+            "p12.pass",
+        ])
+        .ok();
+    t.write("piped.p12", &piped.stdout);
+    t.openssl_ok(&[
+        "pkcs12",
+        "-info",
+        "-nokeys",
+        "-in",
+        "piped.p12",
+        "-passin",
+        "file:p12.pass",
+    ]);
 }
 
 #[test]
