@@ -17,11 +17,13 @@ mod ca;
 mod chain;
 mod completions;
 mod csr;
+mod inspect;
 mod issue;
 mod key;
 mod man;
 mod p12;
 mod pkcs8;
+mod registry;
 mod sign;
 mod subject;
 mod verify;
@@ -62,10 +64,12 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    Inspect(inspect::InspectArgs),
     #[command(visible_alias = "pkcs12")]
     P12(p12::P12Args),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
+    Registry(registry::RegistryArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -80,9 +84,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::P12(a) => p12::run(a).map(|()| ExitCode::SUCCESS),
         Command::Completions(a) => completions::run(a).map(|()| ExitCode::SUCCESS),
         Command::Man(a) => man::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Registry(a) => registry::run(a),
     }
 }
 

@@ -812,7 +812,7 @@ impl TestDir {
 
     // ----- fixtures made with openssl -------------------------------------
 
-    fn min_cnf(&self) -> String {
+    pub fn min_cnf(&self) -> String {
         if !self.exists("fixture-min.cnf") {
             self.write("fixture-min.cnf", MIN_CNF);
         }
