@@ -130,10 +130,10 @@ fn ca_add_and_list_match_openssl_and_python() {
     devcert_ca(&t, "CA", "/O=ACME/CN=Reg CA");
     t.ec_ca("ossl"); // a CA OpenSSL made, registered as well
     let out = reg(&t, &["ca", "add", "CA.crt"]).ok();
-    assert!(out.stdout_str().contains("registered CA"));
+    assert!(out.stderr.contains("registered CA"));
     // Adding the same CA again is harmless (Makefiles run it every time).
     let again = reg(&t, &["ca", "add", "CA.crt"]).ok();
-    assert!(again.stdout_str().contains("already registered"));
+    assert!(again.stderr.contains("already registered"));
     t.devcert(&["registry", "ca", "add", "ossl.crt", "--db", "reg.db"])
         .ok();
     let list = json(reg(&t, &["ca", "list", "--json"]));
@@ -461,7 +461,7 @@ fn device_add_openssl_certificates_and_duplicate_serials() {
     );
     // The same certificate again is harmless.
     let out = reg(&t, &["device", "add", "a.crt"]).ok();
-    assert!(out.stdout_str().contains("already registered"));
+    assert!(out.stderr.contains("already registered"));
     // Another certificate with that serial is refused, by sign as by add.
     t.ec_csr("b");
     t.devcert(&[

@@ -12,6 +12,16 @@ use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, norm
 
 use super::{PassArgs, load_ca, read_input, warn_all};
 
+/// What a registry change did, on stderr (stdout carries only the product);
+/// `--quiet` silences it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !super::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 /// Device-certificate registry: CAs, devices, broker decisions and CRLs
 #[derive(Args)]
 #[command(
@@ -145,8 +155,8 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             let added = Registry::open(db)?.add_ca(&ca)?;
             let serial = devcert::sign::serial_hex(ca.cert.tbs_certificate().serial_number());
             match added {
-                Added::New => println!("registered CA {serial}"),
-                Added::AlreadyRegistered => println!("CA {serial} was already registered"),
+                Added::New => note!("registered CA {serial}"),
+                Added::AlreadyRegistered => note!("CA {serial} was already registered"),
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
@@ -168,7 +178,7 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Auth(args) => {
             let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
             let decision = authorize(&mut Registry::open(db)?, &chain, SystemTime::now())?;
-            println!("{decision}");
+            devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
             if let Decision::Refused(_) = decision {
                 return Ok(ExitCode::from(3));
             }
@@ -185,8 +195,8 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;
             let serial = devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number());
             match reg.add_device(&cert)? {
-                Added::New => println!("registered device {serial}"),
-                Added::AlreadyRegistered => println!("device {serial} was already registered"),
+                Added::New => note!("registered device {serial}"),
+                Added::AlreadyRegistered => note!("device {serial} was already registered"),
             }
         }
         DeviceCommand::List(l) => {
@@ -218,15 +228,15 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Activate { serial } => {
             reg.set_status(&serial, Status::Active)?;
-            println!("device {serial} activated (write a new CRL and reload the broker)");
+            note!("device {serial} activated (write a new CRL and reload the broker)");
         }
         DeviceCommand::Deactivate { serial } => {
             reg.set_status(&serial, Status::Inactive)?;
-            println!("device {serial} deactivated (write a new CRL and reload the broker)");
+            note!("device {serial} deactivated (write a new CRL and reload the broker)");
         }
         DeviceCommand::Delete { serial } => {
             reg.delete_device(&serial)?;
-            println!("device {serial} deleted");
+            note!("device {serial} deleted");
         }
     }
     Ok(())
@@ -271,11 +281,10 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
     }
 }
 
+/// `ca list --json` and `device show --json`: one document on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::crypto("cannot encode JSON", e))?;
-    text.push('\n');
-    devcert::output::write_stdout(text.as_bytes())
+    let v = serde_json::to_value(value).map_err(|e| Error::crypto("cannot print JSON", e))?;
+    super::print_json(v)
 }
 
 fn crl(db: &str, a: CrlArgs) -> Result<()> {
@@ -287,7 +296,7 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     warn_all(&crl.warnings);
     write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;
     if a.out.out != "-" {
-        eprintln!(
+        note!(
             "crl: CRL number {} with {} held device(s), valid {} days, written to {}",
             crl.number,
             crl.held.len(),
