@@ -418,6 +418,10 @@ fn unknown_serials_and_empty_queries() {
     issue_dev(&t, "other", "stray", false);
     reg(&t, &["device", "add", "stray/client.crt"])
         .fails_naming(&["stray/client.crt", "not registered"]);
+    // Queries never create a database: a mistyped --db is an error.
+    t.devcert(&["registry", "--db", "typo.db", "device", "list"])
+        .fails_naming(&["typo.db"]);
+    t.assert_no_file("typo.db");
     // A file that is not a registry database.
     t.write("junk.db", vec![b'x'; 4096]);
     t.devcert(&["registry", "--db", "junk.db", "ca", "list"])
@@ -595,6 +599,16 @@ fn auth_decides_as_the_broker() {
 fn crl_refuses_unregistered_ca_and_warns_without_crlsign() {
     let t = TestDir::new();
     devcert_ca(&t, "CA", "/CN=Not Registered");
+    // No registry yet: an error naming it, no CRL.
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .fails_naming(&["reg.db"]);
+    devcert_ca(&t, "known", "/CN=Registered");
+    reg(&t, &["ca", "add", "known.crt"]).ok();
     reg(
         &t,
         &[

@@ -160,7 +160,7 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
-            let cas = Registry::open(db)?.cas()?;
+            let cas = Registry::open_existing(db)?.cas()?;
             if json {
                 print_json(&cas)?;
             } else {
@@ -177,7 +177,7 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Device(cmd) => device(db, cmd)?,
         RegistryCommand::Auth(args) => {
             let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
-            let decision = authorize(&mut Registry::open(db)?, &chain, SystemTime::now())?;
+            let decision = authorize(&mut Registry::open_existing(db)?, &chain, SystemTime::now())?;
             devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
             if let Decision::Refused(_) = decision {
                 return Ok(ExitCode::from(3));
@@ -189,7 +189,11 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
 }
 
 fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
-    let mut reg = Registry::open(db)?;
+    // Only `device add` may create the database.
+    let mut reg = match cmd {
+        DeviceCommand::Add { .. } => Registry::open(db)?,
+        _ => Registry::open_existing(db)?,
+    };
     match cmd {
         DeviceCommand::Add { file } => {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;
@@ -291,7 +295,7 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     // Refuse an existing output before a CRL number is used up.
     devcert::output::refuse_existing(&a.out.out, a.out.force)?;
     let ca = load_ca(&a.ca, &a.ca_key, &a.pass, Digest::Sha256)?;
-    let mut reg = Registry::open(db)?;
+    let mut reg = Registry::open_existing(db)?;
     let crl = build_crl(&mut reg, &ca, a.days)?;
     warn_all(&crl.warnings);
     write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;

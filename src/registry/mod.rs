@@ -173,6 +173,21 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Opens an existing registry: queries of a mistyped `--db` must not
+    /// quietly create an empty database and report "no devices".
+    pub fn open_existing(path: &str) -> Result<Registry> {
+        if !std::path::Path::new(path).exists() {
+            return Err(Error::new(
+                ErrorKind::Registry,
+                "cannot open registry",
+                "no such file or directory",
+            )
+            .file(path)
+            .hint("a registry is created by `devcert registry ca add CA.crt` or `--registry` on sign/issue/batch"));
+        }
+        Registry::open(path)
+    }
+
     /// Opens (creating if missing) and migrates the database at `path`.
     pub fn open(path: &str) -> Result<Registry> {
         let label = path.to_string();
