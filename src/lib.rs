@@ -11,6 +11,7 @@ pub mod csr;
 pub mod digest;
 pub mod error;
 pub mod input;
+pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod name;

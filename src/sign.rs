@@ -306,11 +306,38 @@ pub fn parse_serial(s: &str) -> Result<SerialNumber, String> {
 
 /// Upper-case hex without colons, as `openssl x509 -serial` prints.
 pub fn serial_hex(serial: &SerialNumber) -> String {
+    integer_hex(serial.as_bytes())
+}
+
+/// A DER INTEGER's content (two's complement) as OpenSSL prints it:
+/// upper-case hex of the magnitude, `-` before a negative one, `00` for zero.
+pub fn integer_hex(bytes: &[u8]) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let magnitude: Vec<u8> = if negative {
+        // Two's complement: invert, then add one from the last byte up.
+        let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        bytes.to_vec()
+    };
     // The DER content keeps a 0x00 sign byte before a high bit; OpenSSL does not print it.
-    let bytes = serial.as_bytes();
-    let lead = bytes.iter().take_while(|&&b| b == 0).count();
-    let hex: String = bytes[lead..].iter().map(|b| format!("{b:02X}")).collect();
-    if hex.is_empty() { "00".into() } else { hex }
+    let lead = magnitude.iter().take_while(|&&b| b == 0).count();
+    let hex: String = magnitude[lead..]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    match (hex.is_empty(), negative) {
+        (true, _) => "00".into(),
+        (false, true) => format!("-{hex}"),
+        (false, false) => hex,
+    }
 }
 
 /// RFC 3339 in UTC, second precision.
@@ -352,6 +379,15 @@ mod tests {
         assert!(parse_serial("xyz").is_err());
         assert!(parse_serial(&"7f".repeat(21)).is_err());
         assert!(parse_serial(&"7f".repeat(20)).is_ok());
+    }
+
+    #[test]
+    fn negative_and_zero_integers_print_as_openssl() {
+        assert_eq!(integer_hex(&[0xff]), "-01");
+        assert_eq!(integer_hex(&[0x80]), "-80");
+        assert_eq!(integer_hex(&[0xff, 0x00]), "-0100");
+        assert_eq!(integer_hex(&[0x00]), "00");
+        assert_eq!(integer_hex(&[0x00, 0x80]), "80");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod ca;
 mod chain;
 mod completions;
 mod csr;
+mod inspect;
 mod issue;
 mod key;
 mod man;
@@ -63,6 +64,7 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    Inspect(inspect::InspectArgs),
     #[command(visible_alias = "pkcs12")]
     P12(p12::P12Args),
     Completions(completions::CompletionsArgs),
@@ -82,6 +84,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::P12(a) => p12::run(a).map(|()| ExitCode::SUCCESS),
         Command::Completions(a) => completions::run(a).map(|()| ExitCode::SUCCESS),
         Command::Man(a) => man::run(a).map(|()| ExitCode::SUCCESS),
