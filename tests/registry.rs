@@ -792,3 +792,51 @@ fn batch_registers_every_device_and_reruns_heal() {
     let second = json(t.devcert(&["registry", "--db", "second.db", "device", "list", "--json"]));
     assert_eq!(serials(&second), from_manifest);
 }
+
+#[test]
+fn auth_with_intermediate_cas() {
+    let t = TestDir::new();
+    devcert_ca(&t, "root", "/CN=Root CA");
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Sub CA",
+        "--ca",
+        "root.crt",
+        "--ca-key",
+        "root.key",
+        "--key-out",
+        "sub.key",
+        "-o",
+        "sub.crt",
+    ])
+    .ok();
+    issue_dev(&t, "sub", "leaf", false);
+    // Only the root registered: the device's own CA is not, so refused
+    // although the chain verifies.
+    reg(&t, &["ca", "add", "root.crt"]).ok();
+    let out = reg(&t, &["auth", "leaf/client_chain.crt"]).code(3);
+    assert!(
+        out.stdout_str().contains("not registered"),
+        "{}",
+        out.describe()
+    );
+    // The issuing intermediate registered: an anchor of its own, accepted.
+    // (A broker's cafile needs the root too; auth judges the registry.)
+    reg(&t, &["ca", "add", "sub.crt"]).ok();
+    reg(&t, &["auth", "leaf/client.crt"]).code(0);
+    let d = json(reg(
+        &t,
+        &[
+            "device",
+            "show",
+            &openssl_serial(&t, "leaf/client.crt"),
+            "--json",
+        ],
+    ));
+    assert_eq!(d["ca_serial"], openssl_serial(&t, "sub.crt").as_str());
+    t.assert_openssl_verify(
+        &["-CAfile", "root.crt", "-untrusted", "sub.crt"],
+        "leaf/client.crt",
+    );
+}
