@@ -28,7 +28,7 @@ macro_rules! note {
     after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
 )]
 pub struct RegistryArgs {
-    /// Registry database (SQLite; created if missing)
+    /// Registry database (SQLite; created by the first command that writes to it)
     #[arg(
         long,
         global = true,
