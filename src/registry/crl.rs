@@ -225,3 +225,17 @@ pub fn write_crl(crl: &Crl, ca: &CaSigner, out: &str, der: bool, force: bool) ->
     check_crl(&written, ca, &crl.held).map_err(bad)?;
     commit(staged, force)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_serials_get_their_sign_byte_back() {
+        let sn = serial_from_hex("80FF").unwrap();
+        assert_eq!(sn.as_bytes(), [0x00, 0x80, 0xFF]);
+        assert_eq!(crate::sign::serial_hex(&sn), "80FF");
+        let sn = serial_from_hex("0A").unwrap();
+        assert_eq!(sn.as_bytes(), [0x0A]);
+    }
+}
