@@ -551,6 +551,12 @@ fn auth_decides_as_the_broker() {
     );
     let d = json(reg(&t, &["device", "show", &s, "--json"]));
     assert_eq!(d["status"], "active");
+    // --json says the same, same exit codes.
+    let v = json(reg(&t, &["auth", "dev/client.crt", "--json"]).code(0));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["serial"], s.as_str());
+    assert_eq!(v["registered"], false);
+    assert!(v["reason"].is_null());
     // Known and active (the chain file works as well).
     auth("dev/client_chain.crt").code(0);
     assert_eq!(
@@ -583,6 +589,13 @@ fn auth_decides_as_the_broker() {
     assert_eq!(
         serials(&json(reg(&t, &["device", "list", "--json"]))),
         vec![s.clone()]
+    );
+    let out = reg(&t, &["auth", "imp/client.crt", "--json"]).code(3);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["reason"].as_str().unwrap().contains("registered CA"),
+        "{v}"
     );
     // OpenSSL agrees about the impostor.
     assert!(

@@ -135,7 +135,7 @@ impl JsonArg {
 
     pub fn print(self, report: serde_json::Value) -> Result<()> {
         if self.json {
-            print_json(report)
+            print_json(&report)
         } else {
             Ok(())
         }
@@ -143,9 +143,9 @@ impl JsonArg {
 }
 
 /// One JSON document on stdout.
-pub fn print_json(report: serde_json::Value) -> Result<()> {
+pub fn print_json(report: &impl serde::Serialize) -> Result<()> {
     let mut text =
-        serde_json::to_string_pretty(&report).map_err(|e| Error::crypto("cannot print JSON", e))?;
+        serde_json::to_string_pretty(report).map_err(|e| Error::crypto("cannot print JSON", e))?;
     text.push('\n');
     devcert::output::write_stdout(text.as_bytes())
 }
@@ -230,7 +230,10 @@ pub fn read_input(path: &str) -> Result<Input> {
 }
 
 pub fn load_key(path: &str, pass: &PassArgs) -> Result<PrivateKey> {
-    Ok(PrivateKey::load(&read_input(path)?, &pass.source())?.0)
+    let input = read_input(path)?;
+    let loaded = PrivateKey::load(&input, &pass.source());
+    input.wipe();
+    Ok(loaded?.0)
 }
 
 /// Loads a CA certificate and key and checks they may sign.

@@ -10,7 +10,7 @@ use devcert::registry::auth::{Decision, authorize};
 use devcert::registry::crl::{build_crl, write_crl};
 use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, normalize_serial};
 
-use super::{PassArgs, load_ca, read_input, warn_all};
+use super::{PassArgs, load_ca, print_json, read_input, warn_all};
 
 /// What a registry change did, on stderr (stdout carries only the product);
 /// `--quiet` silences it.
@@ -125,6 +125,9 @@ struct AuthArgs {
     /// The device certificate or chain (leaf first) the device presents
     #[arg(value_name = "CHAIN_OR_CERT")]
     file: String,
+    /// Print {"ok", "serial", "registered", "reason"} instead of ACCEPTED/REFUSED
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -178,7 +181,17 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Auth(args) => {
             let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
             let decision = authorize(&mut Registry::open_existing(db)?, &chain, SystemTime::now())?;
-            devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
+            if args.json {
+                let (serial, registered, reason) = match &decision {
+                    Decision::Accepted { serial, registered } => (Some(serial), *registered, None),
+                    Decision::Refused(why) => (None, false, Some(why)),
+                };
+                print_json(&serde_json::json!({
+                    "ok": reason.is_none(), "serial": serial, "registered": registered, "reason": reason,
+                }))?;
+            } else {
+                devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
+            }
             if let Decision::Refused(_) = decision {
                 return Ok(ExitCode::from(3));
             }
@@ -283,12 +296,6 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// `ca list --json` and `device show --json`: one document on stdout.
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let v = serde_json::to_value(value).map_err(|e| Error::crypto("cannot print JSON", e))?;
-    super::print_json(v)
 }
 
 fn crl(db: &str, a: CrlArgs) -> Result<()> {
