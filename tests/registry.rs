@@ -108,6 +108,40 @@ fn openssl_crl(t: &TestDir, crl: &str, ca: &str, inform: &str) -> (Vec<String>, 
     (listed, holds, number)
 }
 
+/// Python `cryptography`'s view of a PEM CRL: signature valid under the CA,
+/// CRL number, and `SERIAL:reason` of every entry (sorted).
+fn python_crl(t: &TestDir, crl: &str, ca: &str) -> (u64, Vec<String>) {
+    let script = r#"
+import sys
+from cryptography import x509
+crl = x509.load_pem_x509_crl(open(sys.argv[1], "rb").read())
+ca = x509.load_pem_x509_certificate(open(sys.argv[2], "rb").read())
+assert crl.is_signature_valid(ca.public_key()), "CRL signature invalid"
+assert crl.issuer == ca.subject
+aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+assert aki.key_identifier == ski.digest, "AKI is not the CA's SKI"
+assert crl.next_update_utc > crl.last_update_utc
+print(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+for r in crl:
+    reason = r.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    print(format(r.serial_number, "X") + ":" + reason.name)
+"#;
+    let out = Cmd::new(t.root(), "python3")
+        .args(["-c", script, crl, ca])
+        .run()
+        .ok();
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    let number = lines
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("CRL number");
+    let mut entries: Vec<String> = lines.map(str::to_string).collect();
+    entries.sort();
+    (number, entries)
+}
+
 /// `openssl verify -crl_check`: Some(true) accepted, Some(false) revoked.
 fn openssl_crl_check(t: &TestDir, ca: &str, crl: &str, cert: &str) -> bool {
     let out = t.openssl(&["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert]);
@@ -289,6 +323,13 @@ fn device_flow_crl_and_openssl_crl_check() {
     let (listed, holds, n1) = openssl_crl(&t, "ca.crl", "CA.crt", "PEM");
     assert_eq!(listed, held);
     assert_eq!(holds, 2);
+    let (py_number, py_entries) = python_crl(&t, "ca.crl", "CA.crt");
+    assert_eq!(py_number, n1);
+    let want: Vec<String> = held
+        .iter()
+        .map(|s| format!("{s}:certificate_hold"))
+        .collect();
+    assert_eq!(py_entries, want, "cryptography's view of the CRL");
     assert!(!openssl_crl_check(
         &t,
         "CA.crt",
