@@ -19,7 +19,8 @@ use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage};
 use x509_cert::serial_number::SerialNumber;
 
-use super::{Registry, ca_key_id, sql_error};
+use super::cas::ca_key_id;
+use super::{Registry, sql_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::pem_encode;
 use crate::output::{Mode, commit, refuse_existing, stage, write_stdout};
