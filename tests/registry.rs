@@ -108,6 +108,40 @@ fn openssl_crl(t: &TestDir, crl: &str, ca: &str, inform: &str) -> (Vec<String>, 
     (listed, holds, number)
 }
 
+/// Python `cryptography`'s view of a PEM CRL: signature valid under the CA,
+/// CRL number, and `SERIAL:reason` of every entry (sorted).
+fn python_crl(t: &TestDir, crl: &str, ca: &str) -> (u64, Vec<String>) {
+    let script = r#"
+import sys
+from cryptography import x509
+crl = x509.load_pem_x509_crl(open(sys.argv[1], "rb").read())
+ca = x509.load_pem_x509_certificate(open(sys.argv[2], "rb").read())
+assert crl.is_signature_valid(ca.public_key()), "CRL signature invalid"
+assert crl.issuer == ca.subject
+aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+assert aki.key_identifier == ski.digest, "AKI is not the CA's SKI"
+assert crl.next_update_utc > crl.last_update_utc
+print(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+for r in crl:
+    reason = r.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    print(format(r.serial_number, "X") + ":" + reason.name)
+"#;
+    let out = Cmd::new(t.root(), "python3")
+        .args(["-c", script, crl, ca])
+        .run()
+        .ok();
+    let text = out.stdout_str();
+    let mut lines = text.lines();
+    let number = lines
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("CRL number");
+    let mut entries: Vec<String> = lines.map(str::to_string).collect();
+    entries.sort();
+    (number, entries)
+}
+
 /// `openssl verify -crl_check`: Some(true) accepted, Some(false) revoked.
 fn openssl_crl_check(t: &TestDir, ca: &str, crl: &str, cert: &str) -> bool {
     let out = t.openssl(&["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert]);
@@ -130,10 +164,10 @@ fn ca_add_and_list_match_openssl_and_python() {
     devcert_ca(&t, "CA", "/O=ACME/CN=Reg CA");
     t.ec_ca("ossl"); // a CA OpenSSL made, registered as well
     let out = reg(&t, &["ca", "add", "CA.crt"]).ok();
-    assert!(out.stdout_str().contains("registered CA"));
+    assert!(out.stderr.contains("registered CA"));
     // Adding the same CA again is harmless (Makefiles run it every time).
     let again = reg(&t, &["ca", "add", "CA.crt"]).ok();
-    assert!(again.stdout_str().contains("already registered"));
+    assert!(again.stderr.contains("already registered"));
     t.devcert(&["registry", "ca", "add", "ossl.crt", "--db", "reg.db"])
         .ok();
     let list = json(reg(&t, &["ca", "list", "--json"]));
@@ -289,6 +323,13 @@ fn device_flow_crl_and_openssl_crl_check() {
     let (listed, holds, n1) = openssl_crl(&t, "ca.crl", "CA.crt", "PEM");
     assert_eq!(listed, held);
     assert_eq!(holds, 2);
+    let (py_number, py_entries) = python_crl(&t, "ca.crl", "CA.crt");
+    assert_eq!(py_number, n1);
+    let want: Vec<String> = held
+        .iter()
+        .map(|s| format!("{s}:certificate_hold"))
+        .collect();
+    assert_eq!(py_entries, want, "cryptography's view of the CRL");
     assert!(!openssl_crl_check(
         &t,
         "CA.crt",
@@ -418,6 +459,10 @@ fn unknown_serials_and_empty_queries() {
     issue_dev(&t, "other", "stray", false);
     reg(&t, &["device", "add", "stray/client.crt"])
         .fails_naming(&["stray/client.crt", "not registered"]);
+    // Queries never create a database: a mistyped --db is an error.
+    t.devcert(&["registry", "--db", "typo.db", "device", "list"])
+        .fails_naming(&["typo.db"]);
+    t.assert_no_file("typo.db");
     // A file that is not a registry database.
     t.write("junk.db", vec![b'x'; 4096]);
     t.devcert(&["registry", "--db", "junk.db", "ca", "list"])
@@ -461,7 +506,7 @@ fn device_add_openssl_certificates_and_duplicate_serials() {
     );
     // The same certificate again is harmless.
     let out = reg(&t, &["device", "add", "a.crt"]).ok();
-    assert!(out.stdout_str().contains("already registered"));
+    assert!(out.stderr.contains("already registered"));
     // Another certificate with that serial is refused, by sign as by add.
     t.ec_csr("b");
     t.devcert(&[
@@ -547,6 +592,12 @@ fn auth_decides_as_the_broker() {
     );
     let d = json(reg(&t, &["device", "show", &s, "--json"]));
     assert_eq!(d["status"], "active");
+    // --json says the same, same exit codes.
+    let v = json(reg(&t, &["auth", "dev/client.crt", "--json"]).code(0));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["serial"], s.as_str());
+    assert_eq!(v["registered"], false);
+    assert!(v["reason"].is_null());
     // Known and active (the chain file works as well).
     auth("dev/client_chain.crt").code(0);
     assert_eq!(
@@ -580,6 +631,13 @@ fn auth_decides_as_the_broker() {
         serials(&json(reg(&t, &["device", "list", "--json"]))),
         vec![s.clone()]
     );
+    let out = reg(&t, &["auth", "imp/client.crt", "--json"]).code(3);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["reason"].as_str().unwrap().contains("registered CA"),
+        "{v}"
+    );
     // OpenSSL agrees about the impostor.
     assert!(
         t.openssl(&["verify", "-CAfile", "CA.crt", "imp/client.crt"])
@@ -595,6 +653,16 @@ fn auth_decides_as_the_broker() {
 fn crl_refuses_unregistered_ca_and_warns_without_crlsign() {
     let t = TestDir::new();
     devcert_ca(&t, "CA", "/CN=Not Registered");
+    // No registry yet: an error naming it, no CRL.
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .fails_naming(&["reg.db"]);
+    devcert_ca(&t, "known", "/CN=Registered");
+    reg(&t, &["ca", "add", "known.crt"]).ok();
     reg(
         &t,
         &[
@@ -777,4 +845,52 @@ fn batch_registers_every_device_and_reruns_heal() {
     .ok();
     let second = json(t.devcert(&["registry", "--db", "second.db", "device", "list", "--json"]));
     assert_eq!(serials(&second), from_manifest);
+}
+
+#[test]
+fn auth_with_intermediate_cas() {
+    let t = TestDir::new();
+    devcert_ca(&t, "root", "/CN=Root CA");
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Sub CA",
+        "--ca",
+        "root.crt",
+        "--ca-key",
+        "root.key",
+        "--key-out",
+        "sub.key",
+        "-o",
+        "sub.crt",
+    ])
+    .ok();
+    issue_dev(&t, "sub", "leaf", false);
+    // Only the root registered: the device's own CA is not, so refused
+    // although the chain verifies.
+    reg(&t, &["ca", "add", "root.crt"]).ok();
+    let out = reg(&t, &["auth", "leaf/client_chain.crt"]).code(3);
+    assert!(
+        out.stdout_str().contains("not registered"),
+        "{}",
+        out.describe()
+    );
+    // The issuing intermediate registered: an anchor of its own, accepted.
+    // (A broker's cafile needs the root too; auth judges the registry.)
+    reg(&t, &["ca", "add", "sub.crt"]).ok();
+    reg(&t, &["auth", "leaf/client.crt"]).code(0);
+    let d = json(reg(
+        &t,
+        &[
+            "device",
+            "show",
+            &openssl_serial(&t, "leaf/client.crt"),
+            "--json",
+        ],
+    ));
+    assert_eq!(d["ca_serial"], openssl_serial(&t, "sub.crt").as_str());
+    t.assert_openssl_verify(
+        &["-CAfile", "root.crt", "-untrusted", "sub.crt"],
+        "leaf/client.crt",
+    );
 }

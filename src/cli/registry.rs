@@ -10,7 +10,17 @@ use devcert::registry::auth::{Decision, authorize};
 use devcert::registry::crl::{build_crl, write_crl};
 use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, normalize_serial};
 
-use super::{PassArgs, load_ca, read_input, warn_all};
+use super::{PassArgs, load_ca, print_json, read_input, warn_all};
+
+/// What a registry change did, on stderr (stdout carries only the product);
+/// `--quiet` silences it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !super::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
 
 /// Device-certificate registry: CAs, devices, broker decisions and CRLs
 #[derive(Args)]
@@ -18,7 +28,7 @@ use super::{PassArgs, load_ca, read_input, warn_all};
     after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
 )]
 pub struct RegistryArgs {
-    /// Registry database (SQLite; created if missing)
+    /// Registry database (SQLite; created by the first command that writes to it)
     #[arg(
         long,
         global = true,
@@ -115,6 +125,9 @@ struct AuthArgs {
     /// The device certificate or chain (leaf first) the device presents
     #[arg(value_name = "CHAIN_OR_CERT")]
     file: String,
+    /// Print {"ok", "serial", "registered", "reason"} instead of ACCEPTED/REFUSED
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -145,12 +158,12 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             let added = Registry::open(db)?.add_ca(&ca)?;
             let serial = devcert::sign::serial_hex(ca.cert.tbs_certificate().serial_number());
             match added {
-                Added::New => println!("registered CA {serial}"),
-                Added::AlreadyRegistered => println!("CA {serial} was already registered"),
+                Added::New => note!("registered CA {serial}"),
+                Added::AlreadyRegistered => note!("CA {serial} was already registered"),
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
-            let cas = Registry::open(db)?.cas()?;
+            let cas = Registry::open_existing(db)?.cas()?;
             if json {
                 print_json(&cas)?;
             } else {
@@ -167,8 +180,18 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Device(cmd) => device(db, cmd)?,
         RegistryCommand::Auth(args) => {
             let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
-            let decision = authorize(&mut Registry::open(db)?, &chain, SystemTime::now())?;
-            println!("{decision}");
+            let decision = authorize(&mut Registry::open_existing(db)?, &chain, SystemTime::now())?;
+            if args.json {
+                let (serial, registered, reason) = match &decision {
+                    Decision::Accepted { serial, registered } => (Some(serial), *registered, None),
+                    Decision::Refused(why) => (None, false, Some(why)),
+                };
+                print_json(&serde_json::json!({
+                    "ok": reason.is_none(), "serial": serial, "registered": registered, "reason": reason,
+                }))?;
+            } else {
+                devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
+            }
             if let Decision::Refused(_) = decision {
                 return Ok(ExitCode::from(3));
             }
@@ -179,14 +202,18 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
 }
 
 fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
-    let mut reg = Registry::open(db)?;
+    // Only `device add` may create the database.
+    let mut reg = match cmd {
+        DeviceCommand::Add { .. } => Registry::open(db)?,
+        _ => Registry::open_existing(db)?,
+    };
     match cmd {
         DeviceCommand::Add { file } => {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;
             let serial = devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number());
             match reg.add_device(&cert)? {
-                Added::New => println!("registered device {serial}"),
-                Added::AlreadyRegistered => println!("device {serial} was already registered"),
+                Added::New => note!("registered device {serial}"),
+                Added::AlreadyRegistered => note!("device {serial} was already registered"),
             }
         }
         DeviceCommand::List(l) => {
@@ -218,15 +245,15 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Activate { serial } => {
             reg.set_status(&serial, Status::Active)?;
-            println!("device {serial} activated (write a new CRL and reload the broker)");
+            note!("device {serial} activated (write a new CRL and reload the broker)");
         }
         DeviceCommand::Deactivate { serial } => {
             reg.set_status(&serial, Status::Inactive)?;
-            println!("device {serial} deactivated (write a new CRL and reload the broker)");
+            note!("device {serial} deactivated (write a new CRL and reload the broker)");
         }
         DeviceCommand::Delete { serial } => {
             reg.delete_device(&serial)?;
-            println!("device {serial} deleted");
+            note!("device {serial} deleted");
         }
     }
     Ok(())
@@ -271,23 +298,16 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::crypto("cannot encode JSON", e))?;
-    text.push('\n');
-    devcert::output::write_stdout(text.as_bytes())
-}
-
 fn crl(db: &str, a: CrlArgs) -> Result<()> {
     // Refuse an existing output before a CRL number is used up.
     devcert::output::refuse_existing(&a.out.out, a.out.force)?;
     let ca = load_ca(&a.ca, &a.ca_key, &a.pass, Digest::Sha256)?;
-    let mut reg = Registry::open(db)?;
+    let mut reg = Registry::open_existing(db)?;
     let crl = build_crl(&mut reg, &ca, a.days)?;
     warn_all(&crl.warnings);
     write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;
     if a.out.out != "-" {
-        eprintln!(
+        note!(
             "crl: CRL number {} with {} held device(s), valid {} days, written to {}",
             crl.number,
             crl.held.len(),

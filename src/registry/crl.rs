@@ -19,7 +19,8 @@ use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage};
 use x509_cert::serial_number::SerialNumber;
 
-use super::{Registry, ca_key_id, sql_error};
+use super::cas::ca_key_id;
+use super::{Registry, sql_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::pem_encode;
 use crate::output::{Mode, commit, refuse_existing, stage, write_stdout};
@@ -224,4 +225,18 @@ pub fn write_crl(crl: &Crl, ca: &CaSigner, out: &str, der: bool, force: bool) ->
         .map_err(|e| Error::io("cannot read back CRL", out, &e))?;
     check_crl(&written, ca, &crl.held).map_err(bad)?;
     commit(staged, force)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_serials_get_their_sign_byte_back() {
+        let sn = serial_from_hex("80FF").unwrap();
+        assert_eq!(sn.as_bytes(), [0x00, 0x80, 0xFF]);
+        assert_eq!(crate::sign::serial_hex(&sn), "80FF");
+        let sn = serial_from_hex("0A").unwrap();
+        assert_eq!(sn.as_bytes(), [0x0A]);
+    }
 }
