@@ -12,6 +12,7 @@ use super::key::{PublicKeyInfo, describe_spki};
 use super::rfc3339;
 use crate::batch::fingerprint;
 use crate::crypto::signature_algorithm_name;
+use crate::keys::spki_algo;
 use crate::name::to_rfc4514;
 use crate::sign::{integer_hex, verify_signed};
 
@@ -42,8 +43,9 @@ pub struct CsrInfo {
     pub subject: String,
     pub public_key: PublicKeyInfo,
     pub signature_algorithm: String,
-    /// Whether the request is signed by its own key.
-    pub signature_valid: bool,
+    /// Whether the request is signed by its own key; `null` when devcert
+    /// cannot check that key type (it checks EC P-256/P-384 and RSA).
+    pub signature_valid: Option<bool>,
     /// The extensions it asks for (devcert does not copy them, as OpenSSL).
     pub requested_extensions: Vec<ExtensionInfo>,
     /// Other attributes by OID; values are not shown (a challengePassword is a secret).
@@ -134,7 +136,10 @@ pub fn csr(der: &[u8]) -> der::Result<CsrInfo> {
         subject: to_rfc4514(&req.info.subject),
         public_key: describe_spki(&spki),
         signature_algorithm: signature_algorithm_name(&req.algorithm.oid),
-        signature_valid: verify_signed(der, &spki).is_ok(),
+        signature_valid: spki::SubjectPublicKeyInfoRef::from_der(&spki)
+            .ok()
+            .and_then(|k| spki_algo(&k))
+            .map(|_| verify_signed(der, &spki).is_ok()),
         requested_extensions: requested,
         other_attributes: other,
     })
