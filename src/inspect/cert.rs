@@ -92,12 +92,11 @@ fn exts(list: &Option<Vec<Extension>>) -> Vec<ExtensionInfo> {
 
 /// `trailing_ok`: bytes after the certificate are allowed (`TRUSTED CERTIFICATE`).
 pub fn certificate(der: &[u8], trailing_ok: bool) -> der::Result<CertInfo> {
-    let cert: asn1::Cert<'_> = if trailing_ok {
+    let (cert, own): (asn1::Cert<'_>, &[u8]) = if trailing_ok {
         asn1::decode_prefix(der)?
     } else {
-        asn1::Cert::from_der(der)?
+        (asn1::Cert::from_der(der)?, der)
     };
-    let own = &der[..usize::try_from(cert.encoded_len()?)?];
     let tbs = &cert.tbs;
     let (not_before, nb) = time_text(&tbs.validity.not_before);
     let (not_after, na) = time_text(&tbs.validity.not_after);
