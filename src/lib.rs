@@ -20,6 +20,7 @@ pub mod output;
 pub mod passphrase;
 pub mod pkcs12;
 pub mod profile;
+pub mod registry;
 pub mod sign;
 pub mod summary;
 pub mod verify;

@@ -169,6 +169,16 @@ impl CaSigner {
         }
         Ok(Issued { warnings, ..issued })
     }
+
+    /// Signs another DER to-be-signed structure (a CRL's TBSCertList).
+    pub fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>> {
+        sign_der(&self.signer, tbs)
+    }
+
+    /// The signature AlgorithmIdentifier this CA signs with.
+    pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
+        self.signer.algorithm()
+    }
 }
 
 /// Assembles and signs one certificate. `issuer_cert` None = self-signed.
@@ -232,7 +242,7 @@ pub(crate) fn build_certificate(
 }
 
 /// RFC 5280 time: UTCTime through 2049, GeneralizedTime from 2050.
-fn x509_time(t: SystemTime) -> Result<Time> {
+pub(crate) fn x509_time(t: SystemTime) -> Result<Time> {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::crypto("invalid time", "before 1970"))?
