@@ -1061,6 +1061,26 @@ fn odd_input_is_an_error_never_a_panic() {
         cuts += 1;
     }
     assert!(cuts > 300, "only {cuts} cuts");
+    // Every byte of the certificate flipped in turn: described or refused, never a panic.
+    let (mut described, mut refused) = (0, 0);
+    for i in 0..der.len() {
+        let mut bad = der.clone();
+        bad[i] ^= 0xff;
+        t.write("flip.der", bad);
+        let out = t.devcert(&["inspect", "--json", "flip.der"]);
+        match out.code {
+            Some(0) => described += 1,
+            Some(1) => {
+                out.fails();
+                refused += 1
+            }
+            _ => panic!("unexpected outcome\n{}", out.describe()),
+        }
+    }
+    assert!(
+        described > 0 && refused > 0,
+        "{described} described, {refused} refused"
+    );
     // Bytes after a DER certificate are not silently ignored.
     t.write("trailing.der", [der.clone(), vec![0]].concat());
     t.devcert(&["inspect", "trailing.der"]).fails();
