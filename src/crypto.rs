@@ -56,7 +56,14 @@ pub fn signature_algorithm_name(oid: &ObjectIdentifier) -> String {
         RSA_SHA256 => "sha256WithRSAEncryption".into(),
         RSA_SHA384 => "sha384WithRSAEncryption".into(),
         RSA_SHA512 => "sha512WithRSAEncryption".into(),
-        other => other.to_string(),
+        // Algorithms devcert does not sign with, named for `inspect`.
+        other => match other.to_string().as_str() {
+            "1.2.840.113549.1.1.4" => "md5WithRSAEncryption".into(),
+            "1.2.840.113549.1.1.10" => "rsassaPss".into(),
+            "1.3.101.112" => "ED25519".into(),
+            "1.3.101.113" => "ED448".into(),
+            dotted => dotted.into(),
+        },
     }
 }
 

@@ -1061,6 +1061,26 @@ fn odd_input_is_an_error_never_a_panic() {
         cuts += 1;
     }
     assert!(cuts > 300, "only {cuts} cuts");
+    // Every byte of the certificate flipped in turn: described or refused, never a panic.
+    let (mut described, mut refused) = (0, 0);
+    for i in 0..der.len() {
+        let mut bad = der.clone();
+        bad[i] ^= 0xff;
+        t.write("flip.der", bad);
+        let out = t.devcert(&["inspect", "--json", "flip.der"]);
+        match out.code {
+            Some(0) => described += 1,
+            Some(1) => {
+                out.fails();
+                refused += 1
+            }
+            _ => panic!("unexpected outcome\n{}", out.describe()),
+        }
+    }
+    assert!(
+        described > 0 && refused > 0,
+        "{described} described, {refused} refused"
+    );
     // Bytes after a DER certificate are not silently ignored.
     t.write("trailing.der", [der.clone(), vec![0]].concat());
     t.devcert(&["inspect", "trailing.der"]).fails();
@@ -1094,4 +1114,49 @@ fn odd_input_is_an_error_never_a_panic() {
     std::fs::create_dir(t.path("dir")).unwrap();
     t.devcert(&["inspect", "dir"]).fails_naming(&["directory"]);
     t.devcert(&["inspect"]).usage_error();
+}
+
+#[test]
+fn keys_devcert_cannot_use_are_still_described() {
+    let t = TestDir::new();
+    let cnf = min_cnf(&t);
+    t.openssl_ok(&["genpkey", "-algorithm", "ed25519", "-out", "ed.key"]);
+    t.openssl_ok(&[
+        "req", "-x509", "-key", "ed.key", "-subj", "/CN=ed", "-config", &cnf, "-out", "ed.crt",
+    ]);
+    t.openssl_ok(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "secp521r1",
+        "-out",
+        "p521.key",
+    ]);
+    t.openssl_ok(&[
+        "req", "-new", "-key", "p521.key", "-subj", "/CN=p521", "-config", &cnf, "-out", "p521.csr",
+    ]);
+
+    let key = inspect_json(&t, "ed.key");
+    assert_eq!(key["public_key"]["algorithm"], "Ed25519");
+    assert!(
+        key["problem"].as_str().unwrap().contains("unsupported"),
+        "{key:#}"
+    );
+    assert_no_secret(&t, "ed.key", None);
+    let cert = check_cert_both_encodings(&t, "ed.crt");
+    assert_eq!(cert["public_key"]["algorithm"], "Ed25519");
+    assert_eq!(cert["signature_algorithm"], "ED25519");
+    assert_eq!(
+        cert["public_key"]["sha256_fingerprint"].as_str().unwrap(),
+        openssl_pub_fingerprint(&t, "ed.key", None)
+    );
+
+    let key = inspect_json(&t, "p521.key");
+    assert_eq!(key["format"], "SEC1");
+    assert_eq!(key["public_key"]["curve"], "secp521r1");
+    assert_no_secret(&t, "p521.key", None);
+    let csr = inspect_json(&t, "p521.csr");
+    assert_eq!(csr["public_key"]["curve"], "secp521r1");
+    assert_eq!(csr["signature_valid"], Value::Null);
+    assert!(inspect_text(&t, "p521.csr").contains("(not checked: unsupported key type)"));
 }

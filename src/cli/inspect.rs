@@ -1,8 +1,7 @@
-use std::io::Write;
-
 use clap::Args;
-use devcert::error::{Error, Result};
+use devcert::error::Result;
 use devcert::inspect::{inspect, json, text};
+use devcert::output::write_stdout;
 
 use super::read_input;
 
@@ -27,15 +26,5 @@ pub fn run(args: InspectArgs) -> Result<()> {
     } else {
         text::render(&report, time::OffsetDateTime::now_utc())
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // A closed pipe (`| head`) is not a failure.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::io("cannot write output", "<stdout>", &e))
-        }
-        _ => Ok(()),
-    }
+    write_stdout(out.as_bytes())
 }

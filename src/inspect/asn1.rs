@@ -115,7 +115,7 @@ impl Encode for RawTime<'_> {
 impl RawTime<'_> {
     /// The time in UTC. UTCTime years 50–99 are 1950–1999 (RFC 5280); a
     /// GeneralizedTime may carry fractional seconds, which are dropped.
-    pub fn to_datetime(&self) -> Result<OffsetDateTime, String> {
+    pub fn to_datetime(self) -> Result<OffsetDateTime, String> {
         let text = std::str::from_utf8(self.0.value())
             .ok()
             .filter(|t| t.is_ascii())
@@ -149,11 +149,16 @@ fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
     }
 }
 
-/// Decodes `T` from the front of `der`, ignoring anything after it (OpenSSL's
-/// `TRUSTED CERTIFICATE` appends its trust settings to the certificate).
-pub fn decode_prefix<'a, T: Decode<'a, Error = der::Error>>(der: &'a [u8]) -> der::Result<T> {
+/// Decodes `T` from the front of `der` and says how many bytes it took;
+/// what follows is left alone (OpenSSL's `TRUSTED CERTIFICATE` appends its
+/// trust settings to the certificate).
+pub fn decode_prefix<'a, T: Decode<'a, Error = der::Error>>(
+    der: &'a [u8],
+) -> der::Result<(T, &'a [u8])> {
     let mut reader = der::SliceReader::new(der)?;
-    T::decode(&mut reader)
+    let value = T::decode(&mut reader)?;
+    let used = usize::try_from(reader.position())?;
+    Ok((value, &der[..used.min(der.len())]))
 }
 
 #[cfg(test)]

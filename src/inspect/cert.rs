@@ -12,6 +12,7 @@ use super::key::{PublicKeyInfo, describe_spki};
 use super::rfc3339;
 use crate::batch::fingerprint;
 use crate::crypto::signature_algorithm_name;
+use crate::keys::spki_algo;
 use crate::name::to_rfc4514;
 use crate::sign::{integer_hex, verify_signed};
 
@@ -42,8 +43,9 @@ pub struct CsrInfo {
     pub subject: String,
     pub public_key: PublicKeyInfo,
     pub signature_algorithm: String,
-    /// Whether the request is signed by its own key.
-    pub signature_valid: bool,
+    /// Whether the request is signed by its own key; `null` when devcert
+    /// cannot check that key type (it checks EC P-256/P-384 and RSA).
+    pub signature_valid: Option<bool>,
     /// The extensions it asks for (devcert does not copy them, as OpenSSL).
     pub requested_extensions: Vec<ExtensionInfo>,
     /// Other attributes by OID; values are not shown (a challengePassword is a secret).
@@ -90,12 +92,11 @@ fn exts(list: &Option<Vec<Extension>>) -> Vec<ExtensionInfo> {
 
 /// `trailing_ok`: bytes after the certificate are allowed (`TRUSTED CERTIFICATE`).
 pub fn certificate(der: &[u8], trailing_ok: bool) -> der::Result<CertInfo> {
-    let cert: asn1::Cert<'_> = if trailing_ok {
+    let (cert, own): (asn1::Cert<'_>, &[u8]) = if trailing_ok {
         asn1::decode_prefix(der)?
     } else {
-        asn1::Cert::from_der(der)?
+        (asn1::Cert::from_der(der)?, der)
     };
-    let own = &der[..usize::try_from(cert.encoded_len()?)?];
     let tbs = &cert.tbs;
     let (not_before, nb) = time_text(&tbs.validity.not_before);
     let (not_after, na) = time_text(&tbs.validity.not_after);
@@ -134,7 +135,10 @@ pub fn csr(der: &[u8]) -> der::Result<CsrInfo> {
         subject: to_rfc4514(&req.info.subject),
         public_key: describe_spki(&spki),
         signature_algorithm: signature_algorithm_name(&req.algorithm.oid),
-        signature_valid: verify_signed(der, &spki).is_ok(),
+        signature_valid: spki::SubjectPublicKeyInfoRef::from_der(&spki)
+            .ok()
+            .and_then(|k| spki_algo(&k))
+            .map(|_| verify_signed(der, &spki).is_ok()),
         requested_extensions: requested,
         other_attributes: other,
     })

@@ -162,9 +162,18 @@ pub fn describe_private(
         Ok(key) => info.public_key = Some(describe_spki(key.spki_der())),
         Err(why) => {
             // Still say what the key is when its header can be read.
-            info.public_key = pkcs8::PrivateKeyInfoRef::from_der(der)
-                .ok()
-                .map(|k| describe_algorithm(&k.algorithm));
+            info.public_key = match encoding {
+                KeyEncoding::Sec1 => sec1::EcPrivateKey::from_der(der).ok().map(|k| {
+                    let curve = k.parameters.and_then(|p| p.named_curve());
+                    describe_algorithm(&AlgorithmIdentifierRef {
+                        oid: OID_EC_PUBLIC_KEY,
+                        parameters: curve.as_ref().map(Into::into),
+                    })
+                }),
+                _ => pkcs8::PrivateKeyInfoRef::from_der(der)
+                    .ok()
+                    .map(|k| describe_algorithm(&k.algorithm)),
+            };
             info.problem = Some(why);
         }
     }

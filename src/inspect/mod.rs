@@ -5,9 +5,9 @@
 //!
 //! Display is lenient where validation is strict: odd serials, pre-1970
 //! times and unknown or malformed extensions are shown, not refused (see
-//! [`asn1`]). Private key material never enters a [`Report`].
+//! `asn1.rs`). Private key material never enters a [`Report`].
 
-pub mod asn1;
+mod asn1;
 mod cert;
 pub mod extensions;
 pub mod json;

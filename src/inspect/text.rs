@@ -87,10 +87,10 @@ fn csr(out: &mut String, head: &str, enc: &str, c: &CsrInfo) {
     let _ = writeln!(out, "{head}Certificate signing request{}", paren(&[enc]));
     field(out, "Subject", &c.subject);
     public_key(out, &c.public_key);
-    let verdict = if c.signature_valid {
-        "valid"
-    } else {
-        "DOES NOT VERIFY"
+    let verdict = match c.signature_valid {
+        Some(true) => "valid",
+        Some(false) => "DOES NOT VERIFY",
+        None => "not checked: unsupported key type",
     };
     field(
         out,

@@ -80,8 +80,10 @@ def secrets(path, password):
     if isinstance(key, rsa.RSAPrivateKey):
         n = key.private_numbers()
         values = [n.d, n.p, n.q, n.dmp1, n.dmq1, n.iqmp]
-    else:
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
         values = [key.private_numbers().private_value]
+    else:  # Ed25519 and the like: the raw private bytes
+        values = [int.from_bytes(key.private_bytes_raw(), "big")]
     for v in values:
         print(format(v, "x"))
 
