@@ -8,6 +8,7 @@ mod common;
 use common::*;
 
 use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A CA with an `openssl ca` database: signs with chosen dates, revokes,
 /// issues CRLs.
@@ -18,26 +19,30 @@ struct CaDb<'a> {
 }
 
 impl<'a> CaDb<'a> {
-    /// `crl_aki`: CRLs carry an authorityKeyIdentifier.
-    fn new(t: &'a TestDir, ca: &str, crl_aki: bool) -> Self {
-        let dir = format!("db-{ca}-{crl_aki}");
+    /// `crl_ext`: the CRL extension section's lines (none if empty).
+    fn new(t: &'a TestDir, ca: &str, crl_ext: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = format!("db-{ca}-{}", N.fetch_add(1, Ordering::Relaxed));
         fs::create_dir_all(t.path(&dir)).unwrap();
         t.write(&format!("{dir}/index.txt"), "");
         t.write(&format!("{dir}/serial"), "1000\n");
         t.write(&format!("{dir}/crlnumber"), "01\n");
         let d = t.p(&dir);
-        let crl_ext = if crl_aki {
-            "crl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid\n"
+        let (crl_line, crl_section) = if crl_ext.is_empty() {
+            (String::new(), String::new())
         } else {
-            ""
+            (
+                "crl_extensions = crl_ext\n".into(),
+                format!("[crl_ext]\n{crl_ext}"),
+            )
         };
         t.write(
             &format!("{dir}/ca.cnf"),
             format!(
                 "[ca]\ndefault_ca = X\n[X]\ndatabase = {d}/index.txt\nserial = {d}/serial\n\
                  crlnumber = {d}/crlnumber\nnew_certs_dir = {d}\ndefault_md = sha256\n\
-                 default_crl_days = 30\npolicy = any\nunique_subject = no\n{crl_ext}\
-                 [any]\ncommonName = supplied\n"
+                 default_crl_days = 30\npolicy = any\nunique_subject = no\n{crl_line}\
+                 [any]\ncommonName = supplied\n{crl_section}"
             ),
         );
         CaDb {
@@ -100,6 +105,7 @@ impl<'a> CaDb<'a> {
     }
 }
 
+const AKI: &str = "authorityKeyIdentifier = keyid\n";
 const LEAF_EXT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
                         extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n";
 
@@ -352,7 +358,7 @@ fn chain_fixtures(t: &TestDir) {
 fn chain_matrix_agrees_with_openssl() {
     let t = TestDir::new();
     chain_fixtures(&t);
-    let db = CaDb::new(&t, "ROOT", true);
+    let db = CaDb::new(&t, "ROOT", AKI);
     db.leaf_dated("expired", LEAF_EXT, "20200101000000Z", "20210101000000Z");
     let good = t.cert("good.crt");
     let (nb, na) = (good.int("not_before"), good.int("not_after"));
@@ -443,8 +449,8 @@ fn crl_matrix_agrees_with_openssl() {
     t.ec_ca("ROOT");
     impostor_of(&t, "ROOT", "IMPOSTOR");
     t.openssl_intermediate("INT", "ROOT");
-    let root = CaDb::new(&t, "ROOT", true);
-    let int = CaDb::new(&t, "INT", true);
+    let root = CaDb::new(&t, "ROOT", AKI);
+    let int = CaDb::new(&t, "INT", AKI);
     let (past, future) = ("20200101000000Z", "20991231000000Z");
     root.leaf_dated("ok", LEAF_EXT, past, future);
     root.leaf_dated("revoked", LEAF_EXT, past, future);
@@ -502,10 +508,43 @@ fn crl_matrix_agrees_with_openssl() {
     ]);
     // The same name, signed by the impostor's key: with an AKI that names
     // the impostor, and without one (so only the signature tells).
-    let imp = CaDb::new(&t, "IMPOSTOR", true);
+    let imp = CaDb::new(&t, "IMPOSTOR", AKI);
     imp.crl("imp-aki.crl", &[]);
-    let imp_bare = CaDb::new(&t, "IMPOSTOR", false);
+    let imp_bare = CaDb::new(&t, "IMPOSTOR", "");
     imp_bare.crl("imp-bare.crl", &[]);
+    // Scope: an issuingDistributionPoint limits what a CRL covers.
+    let idp = |name: &str, idp: &str| {
+        let db = CaDb::new(
+            &t,
+            "ROOT",
+            &format!("{AKI}issuingDistributionPoint = critical, @idp\n[idp]\n{idp}"),
+        );
+        db.crl(name, &[]);
+    };
+    idp("only-ca.crl", "onlyCA = TRUE\n");
+    idp("only-user.crl", "onlyuser = TRUE\n");
+    idp(
+        "idp-uri.crl",
+        "fullname = URI:http://crl.example/root.crl\n",
+    );
+    root.leaf_dated(
+        "with-dp",
+        &format!("{LEAF_EXT}crlDistributionPoints = URI:http://crl.example/root.crl\n"),
+        past,
+        future,
+    );
+    // An entry with reason removeFromCRL does not revoke.
+    let removed = CaDb::new(&t, "ROOT", AKI);
+    removed.run(&["-revoke", "ok.crt", "-crl_reason", "removeFromCRL"]);
+    removed.crl("removed.crl", &[]);
+    for (crl, what) in [
+        ("removed.crl", "Remove From CRL"),
+        ("only-ca.crl", "Only CA Certificates"),
+        ("idp-uri.crl", "URI:http://crl.example/root.crl"),
+    ] {
+        let text = t.openssl_ok(&["crl", "-in", crl, "-noout", "-text"]);
+        assert!(text.contains(what), "fixture {crl} lacks {what}:\n{text}");
+    }
 
     let cases = vec![
         Case::new("not revoked", "ok.crt", "ROOT.crt", true).crls(&["root.crl"]),
