@@ -77,7 +77,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         Verdict::Rejected(why) => (Some(why), ExitCode::from(3)),
     };
     if a.json {
-        print_json(json!({ "ok": reason.is_none(), "reason": reason }))?;
+        print_json(&json!({ "ok": reason.is_none(), "reason": reason }))?;
     } else {
         let line = match &reason {
             None => "OK\n".to_string(),
