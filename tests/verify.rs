@@ -221,6 +221,15 @@ fn chain_fixtures(t: &TestDir) {
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
          extendedKeyUsage=anyExtendedKeyUsage\n",
     );
+    // A root whose own EKU lacks clientAuth (the purpose applies to it too).
+    t.openssl_ca_with(
+        "SRVROOT",
+        "min.cnf",
+        &EC_P256,
+        "/CN=Server-only Root",
+        &["-addext", "extendedKeyUsage=serverAuth"],
+    );
+    t.openssl_leaf("under-SRVROOT", "SRVROOT");
     for ca in ["NONCA", "NOKCS", "ANYEKU"] {
         leaf_ext(&format!("under-{ca}"), ca, LEAF_EXT);
     }
