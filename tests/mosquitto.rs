@@ -303,3 +303,124 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
     drop(broker);
     println!("broker test took {:.2} s", started.elapsed().as_secs_f64());
 }
+
+/// `devcert verify --ca CA.crt --crl ca.crl` decides as the broker does
+/// (Mosquitto with `cafile` + `crlfile`): the sslclient purpose (clientAuth,
+/// not anyExtendedKeyUsage; nsCertType), the CRL check of the leaf only,
+/// and the newest of several CRLs from one CA.
+#[test]
+fn broker_and_devcert_verify_agree() {
+    let Some(exe) = find_mosquitto() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mosquitto is required in CI (.ci/run installs it)"
+        );
+        println!("SKIPPED: mosquitto not installed (apt-get install mosquitto mosquitto-clients)");
+        return;
+    };
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.openssl_intermediate("INT", "CA");
+    let (past, future) = ("20200101000000Z", "20991231000000Z");
+    let ca = CaDb::new(&t, "CA", AKI);
+    let int = CaDb::new(&t, "INT", AKI);
+    let server_ext = "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n\
+                      subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+    // (device, issuer db, extensions, accepted by the broker)
+    let devices: [(&str, &CaDb, &str, bool); 8] = [
+        ("client", &ca, LEAF_EXT, true),
+        (
+            "any-eku",
+            &ca,
+            "extendedKeyUsage=anyExtendedKeyUsage\n",
+            false,
+        ),
+        ("server-eku", &ca, "extendedKeyUsage=serverAuth\n", false),
+        ("ns-server", &ca, "nsCertType=server\n", false),
+        ("ns-client", &ca, "nsCertType=client\n", true),
+        ("released", &ca, LEAF_EXT, true),
+        ("revoked-late", &ca, LEAF_EXT, false),
+        ("under-revoked-int", &int, LEAF_EXT, true),
+    ];
+    ca.leaf_dated("localhost", server_ext, past, future);
+    for (dev, db, ext, _) in &devices {
+        db.leaf_dated(dev, ext, past, future);
+    }
+    for dev in devices.iter().map(|d| d.0).chain(["localhost"]) {
+        let dir = if dev == "localhost" { "server" } else { dev };
+        let mut chain = t.read(&format!("{dev}.crt"));
+        t.write(&format!("{dir}/client.crt"), &chain);
+        if dev == "under-revoked-int" {
+            chain.extend(t.read("INT.crt"));
+        }
+        t.write(&format!("{dir}/client_chain.crt"), chain);
+        t.openssl_ok(&[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &format!("{dev}.key"),
+            "-out",
+            &format!("{dir}/client_pkcs8.key"),
+        ]);
+    }
+    // An older CRL lists `released`; the newer one lists `revoked-late`
+    // and INT (which the leaf-only check does not look at).
+    let (old, new) = (CaDb::new(&t, "CA", AKI), CaDb::new(&t, "CA", AKI));
+    old.revoke("released.crt");
+    new.revoke("revoked-late.crt");
+    new.revoke("INT.crt");
+    old.crl(
+        "old.crl",
+        &[
+            "-crl_lastupdate",
+            "20250101000000Z",
+            "-crl_nextupdate",
+            future,
+        ],
+    );
+    new.crl(
+        "new.crl",
+        &[
+            "-crl_lastupdate",
+            "20250601000000Z",
+            "-crl_nextupdate",
+            future,
+        ],
+    );
+    int.crl("int.crl", &[]);
+    t.write(
+        "ca.crl",
+        [t.read("old.crl"), t.read("new.crl"), t.read("int.crl")].concat(),
+    );
+    let broker = Broker::start(&t, &exe);
+    for (dev, _, _, expected) in &devices {
+        let broker_ok = broker.publish(&t, dev, "fleet/x", dev);
+        let out = t.devcert(&[
+            "verify",
+            "--ca",
+            "CA.crt",
+            "--crl",
+            "ca.crl",
+            &format!("{dev}/client_chain.crt"),
+        ]);
+        let devcert_ok = out.code == Some(0);
+        assert!(
+            broker_ok == *expected && devcert_ok == *expected,
+            "{dev}: expected {expected}, broker {broker_ok}, devcert {devcert_ok}\n{}\nbroker log:\n{}",
+            out.describe(),
+            std::fs::read_to_string(&broker.log).unwrap_or_default()
+        );
+    }
+    // Checking the whole path notices the revoked intermediate.
+    t.devcert(&[
+        "verify",
+        "--ca",
+        "CA.crt",
+        "--crl",
+        "ca.crl",
+        "--crl-check-all",
+        "under-revoked-int/client_chain.crt",
+    ])
+    .code(3);
+}

@@ -7,102 +7,6 @@
 mod common;
 use common::*;
 
-use std::fs;
-
-/// A CA with an `openssl ca` database: signs with chosen dates, revokes,
-/// issues CRLs.
-struct CaDb<'a> {
-    t: &'a TestDir,
-    ca: String,
-    dir: String,
-}
-
-impl<'a> CaDb<'a> {
-    /// `crl_aki`: CRLs carry an authorityKeyIdentifier.
-    fn new(t: &'a TestDir, ca: &str, crl_aki: bool) -> Self {
-        let dir = format!("db-{ca}-{crl_aki}");
-        fs::create_dir_all(t.path(&dir)).unwrap();
-        t.write(&format!("{dir}/index.txt"), "");
-        t.write(&format!("{dir}/serial"), "1000\n");
-        t.write(&format!("{dir}/crlnumber"), "01\n");
-        let d = t.p(&dir);
-        let crl_ext = if crl_aki {
-            "crl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid\n"
-        } else {
-            ""
-        };
-        t.write(
-            &format!("{dir}/ca.cnf"),
-            format!(
-                "[ca]\ndefault_ca = X\n[X]\ndatabase = {d}/index.txt\nserial = {d}/serial\n\
-                 crlnumber = {d}/crlnumber\nnew_certs_dir = {d}\ndefault_md = sha256\n\
-                 default_crl_days = 30\npolicy = any\nunique_subject = no\n{crl_ext}\
-                 [any]\ncommonName = supplied\n"
-            ),
-        );
-        CaDb {
-            t,
-            ca: ca.into(),
-            dir,
-        }
-    }
-
-    fn ca_args(&self) -> Vec<String> {
-        vec![
-            "ca".into(),
-            "-batch".into(),
-            "-config".into(),
-            format!("{}/ca.cnf", self.dir),
-            "-cert".into(),
-            format!("{}.crt", self.ca),
-            "-keyfile".into(),
-            format!("{}.key", self.ca),
-        ]
-    }
-
-    fn run(&self, extra: &[&str]) {
-        let mut args = self.ca_args();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.t.openssl_ok(&args);
-    }
-
-    /// A fresh EC leaf `{name}.crt` valid from `start` to `end`
-    /// (YYYYMMDDHHMMSSZ) with the extensions in `ext`.
-    fn leaf_dated(&self, name: &str, ext: &str, start: &str, end: &str) {
-        self.t.ec_csr(name);
-        let extfile = format!("{name}.ext");
-        self.t.write(&extfile, ext);
-        self.run(&[
-            "-in",
-            &format!("{name}.csr"),
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &extfile,
-            "-startdate",
-            start,
-            "-enddate",
-            end,
-            "-notext",
-        ]);
-    }
-
-    fn revoke(&self, crt: &str) {
-        self.run(&["-revoke", crt]);
-    }
-
-    /// A PEM CRL of everything revoked so far; `extra` e.g. sets its dates.
-    fn crl(&self, out: &str, extra: &[&str]) {
-        let mut args = vec!["-gencrl", "-out", out];
-        args.extend_from_slice(extra);
-        self.run(&args);
-    }
-}
-
-const LEAF_EXT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                        extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n";
-
 /// One row of the matrix.
 struct Case {
     name: &'static str,
@@ -317,6 +221,15 @@ fn chain_fixtures(t: &TestDir) {
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
          extendedKeyUsage=anyExtendedKeyUsage\n",
     );
+    // A root whose own EKU lacks clientAuth (the purpose applies to it too).
+    t.openssl_ca_with(
+        "SRVROOT",
+        "min.cnf",
+        &EC_P256,
+        "/CN=Server-only Root",
+        &["-addext", "extendedKeyUsage=serverAuth"],
+    );
+    t.openssl_leaf("under-SRVROOT", "SRVROOT");
     for ca in ["NONCA", "NOKCS", "ANYEKU"] {
         leaf_ext(&format!("under-{ca}"), ca, LEAF_EXT);
     }
@@ -352,7 +265,7 @@ fn chain_fixtures(t: &TestDir) {
 fn chain_matrix_agrees_with_openssl() {
     let t = TestDir::new();
     chain_fixtures(&t);
-    let db = CaDb::new(&t, "ROOT", true);
+    let db = CaDb::new(&t, "ROOT", AKI);
     db.leaf_dated("expired", LEAF_EXT, "20200101000000Z", "20210101000000Z");
     let good = t.cert("good.crt");
     let (nb, na) = (good.int("not_before"), good.int("not_after"));
@@ -443,8 +356,8 @@ fn crl_matrix_agrees_with_openssl() {
     t.ec_ca("ROOT");
     impostor_of(&t, "ROOT", "IMPOSTOR");
     t.openssl_intermediate("INT", "ROOT");
-    let root = CaDb::new(&t, "ROOT", true);
-    let int = CaDb::new(&t, "INT", true);
+    let root = CaDb::new(&t, "ROOT", AKI);
+    let int = CaDb::new(&t, "INT", AKI);
     let (past, future) = ("20200101000000Z", "20991231000000Z");
     root.leaf_dated("ok", LEAF_EXT, past, future);
     root.leaf_dated("revoked", LEAF_EXT, past, future);
@@ -502,10 +415,43 @@ fn crl_matrix_agrees_with_openssl() {
     ]);
     // The same name, signed by the impostor's key: with an AKI that names
     // the impostor, and without one (so only the signature tells).
-    let imp = CaDb::new(&t, "IMPOSTOR", true);
+    let imp = CaDb::new(&t, "IMPOSTOR", AKI);
     imp.crl("imp-aki.crl", &[]);
-    let imp_bare = CaDb::new(&t, "IMPOSTOR", false);
+    let imp_bare = CaDb::new(&t, "IMPOSTOR", "");
     imp_bare.crl("imp-bare.crl", &[]);
+    // Scope: an issuingDistributionPoint limits what a CRL covers.
+    let idp = |name: &str, idp: &str| {
+        let db = CaDb::new(
+            &t,
+            "ROOT",
+            &format!("{AKI}issuingDistributionPoint = critical, @idp\n[idp]\n{idp}"),
+        );
+        db.crl(name, &[]);
+    };
+    idp("only-ca.crl", "onlyCA = TRUE\n");
+    idp("only-user.crl", "onlyuser = TRUE\n");
+    idp(
+        "idp-uri.crl",
+        "fullname = URI:http://crl.example/root.crl\n",
+    );
+    root.leaf_dated(
+        "with-dp",
+        &format!("{LEAF_EXT}crlDistributionPoints = URI:http://crl.example/root.crl\n"),
+        past,
+        future,
+    );
+    // An entry with reason removeFromCRL does not revoke.
+    let removed = CaDb::new(&t, "ROOT", AKI);
+    removed.run(&["-revoke", "ok.crt", "-crl_reason", "removeFromCRL"]);
+    removed.crl("removed.crl", &[]);
+    for (crl, what) in [
+        ("removed.crl", "Remove From CRL"),
+        ("only-ca.crl", "Only CA Certificates"),
+        ("idp-uri.crl", "URI:http://crl.example/root.crl"),
+    ] {
+        let text = t.openssl_ok(&["crl", "-in", crl, "-noout", "-text"]);
+        assert!(text.contains(what), "fixture {crl} lacks {what}:\n{text}");
+    }
 
     let cases = vec![
         Case::new("not revoked", "ok.crt", "ROOT.crt", true).crls(&["root.crl"]),

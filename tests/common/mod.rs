@@ -1272,3 +1272,109 @@ pub fn first_pem_label(text: &str) -> Option<String> {
     let end = text[start..].find("-----")?;
     Some(text[start..start + end].to_string())
 }
+
+// ---------------------------------------------------------------------------
+// CA database (`openssl ca`): dated certificates, revocation, CRLs
+// ---------------------------------------------------------------------------
+
+/// A CA with an `openssl ca` database: signs with chosen dates, revokes,
+/// issues CRLs.
+pub struct CaDb<'a> {
+    t: &'a TestDir,
+    ca: String,
+    dir: String,
+}
+
+impl<'a> CaDb<'a> {
+    /// `crl_ext`: the CRL extension section's lines (none if empty).
+    pub fn new(t: &'a TestDir, ca: &str, crl_ext: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = format!(
+            "db-{ca}-{}",
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        fs::create_dir_all(t.path(&dir)).unwrap();
+        t.write(&format!("{dir}/index.txt"), "");
+        t.write(&format!("{dir}/serial"), "1000\n");
+        t.write(&format!("{dir}/crlnumber"), "01\n");
+        let d = t.p(&dir);
+        let (crl_line, crl_section) = if crl_ext.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                "crl_extensions = crl_ext\n".into(),
+                format!("[crl_ext]\n{crl_ext}"),
+            )
+        };
+        t.write(
+            &format!("{dir}/ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = X\n[X]\ndatabase = {d}/index.txt\nserial = {d}/serial\n\
+                 crlnumber = {d}/crlnumber\nnew_certs_dir = {d}\ndefault_md = sha256\n\
+                 default_crl_days = 30\npolicy = any\nunique_subject = no\n{crl_line}\
+                 [any]\ncommonName = supplied\n{crl_section}"
+            ),
+        );
+        CaDb {
+            t,
+            ca: ca.into(),
+            dir,
+        }
+    }
+
+    fn ca_args(&self) -> Vec<String> {
+        vec![
+            "ca".into(),
+            "-batch".into(),
+            "-config".into(),
+            format!("{}/ca.cnf", self.dir),
+            "-cert".into(),
+            format!("{}.crt", self.ca),
+            "-keyfile".into(),
+            format!("{}.key", self.ca),
+        ]
+    }
+
+    pub fn run(&self, extra: &[&str]) {
+        let mut args = self.ca_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.t.openssl_ok(&args);
+    }
+
+    /// A fresh EC leaf `{name}.crt` valid from `start` to `end`
+    /// (YYYYMMDDHHMMSSZ) with the extensions in `ext`.
+    pub fn leaf_dated(&self, name: &str, ext: &str, start: &str, end: &str) {
+        self.t.ec_csr(name);
+        let extfile = format!("{name}.ext");
+        self.t.write(&extfile, ext);
+        self.run(&[
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &extfile,
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+            "-notext",
+        ]);
+    }
+
+    pub fn revoke(&self, crt: &str) {
+        self.run(&["-revoke", crt]);
+    }
+
+    /// A PEM CRL of everything revoked so far; `extra` e.g. sets its dates.
+    pub fn crl(&self, out: &str, extra: &[&str]) {
+        let mut args = vec!["-gencrl", "-out", out];
+        args.extend_from_slice(extra);
+        self.run(&args);
+    }
+}
+
+pub const AKI: &str = "authorityKeyIdentifier = keyid\n";
+pub const LEAF_EXT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                        extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n";
