@@ -17,8 +17,10 @@ pub mod name;
 pub mod openssl_conf;
 pub mod output;
 pub mod passphrase;
+pub mod pkcs12;
 pub mod profile;
 pub mod sign;
+pub mod summary;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

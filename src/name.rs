@@ -802,6 +802,23 @@ fn push_hex_der(out: &mut String, value: &Any) {
     }
 }
 
+/// The (last) common name as text, when it is one of the string types
+/// devcert writes; e.g. the default PKCS#12 friendly name.
+pub fn common_name_of(name: &Name) -> Option<String> {
+    let cn = const_oid::db::rfc4519::CN;
+    let atv = name
+        .iter_rdn()
+        .flat_map(|rdn| rdn.iter())
+        .filter(|a| a.oid == cn)
+        .last()?;
+    match atv.value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String => {
+            String::from_utf8(atv.value.value().to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
 /// A name holding only a common name (`devcert issue --cn`, batch names).
 pub fn common_name(cn: &str) -> Result<Name> {
     let escaped = cn

@@ -9,10 +9,11 @@ use devcert::error::{Error, Result};
 use devcert::issue::DeviceSpec;
 use devcert::keys::KeyAlgo;
 use devcert::output::{Mode, commit, stage};
+use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, read_config};
-use super::{PassArgs, load_ca, parse_digest, read_input};
+use super::{JsonArg, PassArgs, load_ca, parse_digest, quiet, read_input};
 
 /// Issue a fleet: one folder per device with the five `issue` files
 #[derive(Args)]
@@ -59,6 +60,8 @@ pub struct BatchArgs {
     /// Folder for the fleet (created if missing)
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: BatchArgs) -> Result<()> {
@@ -116,7 +119,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         out_dir: &a.out_dir,
         jobs,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let bar = (std::io::stderr().is_terminal() && !quiet()).then(|| {
         let bar = indicatif::ProgressBar::new(names.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} devices  {per_sec}  ETA {eta}",
@@ -186,6 +189,17 @@ pub fn run(a: BatchArgs) -> Result<()> {
     })?;
     commit(stage(&manifest_target, &bytes, Mode::Public)?, true)?;
     let secs = started.elapsed().as_secs_f64();
+    a.json.print(json!({
+        "out_dir": a.out_dir.display().to_string(),
+        "manifest": manifest_target.display().to_string(),
+        "manifest_csv": a.manifest_csv.as_ref().map(|p| p.display().to_string()),
+        "devices": names.len(),
+        "issued": summary.issued,
+        "skipped": summary.skipped,
+    }))?;
+    if quiet() {
+        return Ok(());
+    }
     eprintln!(
         "batch: {} devices in {} ({} issued, {} already complete) in {:.2} s, {:.0} devices/s",
         names.len(),

@@ -4,9 +4,11 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
 use devcert::output::{Mode, commit_all, stage};
+use devcert::summary::CertSummary;
+use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
-use super::{OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
 
 /// Create a CA: a self-signed root, or an intermediate with --ca/--ca-key
 #[derive(Args)]
@@ -50,9 +52,12 @@ pub struct CaArgs {
     /// Replace existing output files
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: CaArgs) -> Result<()> {
+    a.json.check_out(&a.out);
     if a.key_out == "-" {
         usage("--key-out must name a file: a CA key never goes to standard output".into());
     }
@@ -92,5 +97,8 @@ pub fn run(a: CaArgs) -> Result<()> {
     if a.out == "-" {
         devcert::output::write_stdout(cert_pem.as_bytes())?;
     }
-    Ok(())
+    a.json.print(json!({
+        "files": { "key": a.key_out, "certificate": a.out },
+        "certificate": CertSummary::from_der(&issued.der)?,
+    }))
 }

@@ -4,8 +4,10 @@ use devcert::error::Result;
 use devcert::input::load_certificates;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
+use devcert::summary::CertSummary;
+use serde_json::json;
 
-use super::{OutArgs, read_input};
+use super::{JsonArg, OutArgs, read_input};
 
 /// Build a leaf-first certificate chain (replaces `cat client.crt CA.crt > client_chain.crt`)
 #[derive(Args)]
@@ -21,9 +23,12 @@ pub struct ChainArgs {
     sort: bool,
     #[command(flatten)]
     out: OutArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: ChainArgs) -> Result<()> {
+    a.json.check_out(&a.out.out);
     let mut certs = Vec::new();
     for path in &a.certs {
         certs.extend(load_certificates(
@@ -36,5 +41,13 @@ pub fn run(a: ChainArgs) -> Result<()> {
         .iter()
         .map(|c| pem_encode("CERTIFICATE", &c.der))
         .collect();
-    write_file(&a.out.out, pem.as_bytes(), Mode::Public, a.out.force)
+    write_file(&a.out.out, pem.as_bytes(), Mode::Public, a.out.force)?;
+    let certificates = ordered
+        .iter()
+        .map(|c| CertSummary::from_der(&c.der))
+        .collect::<Result<Vec<_>>>()?;
+    a.json.print(json!({
+        "files": { "chain": a.out.out },
+        "certificates": certificates,
+    }))
 }

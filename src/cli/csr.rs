@@ -3,11 +3,13 @@ use devcert::csr::build_csr;
 use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
+use devcert::name::to_rfc4514;
 use devcert::output::{Mode, write_file};
 use devcert::profile::san_extension;
+use serde_json::json;
 
 use super::subject::resolve_subject;
-use super::{OutArgs, OutPassArgs, PassArgs, load_key, parse_digest, usage, warn_all};
+use super::{JsonArg, OutArgs, OutPassArgs, PassArgs, load_key, parse_digest, usage, warn_all};
 
 /// Create a certificate signing request (replaces `openssl req -new`)
 #[derive(Args)]
@@ -52,9 +54,12 @@ pub struct CsrArgs {
     out_pass: OutPassArgs,
     #[command(flatten)]
     out: OutArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: CsrArgs) -> Result<()> {
+    a.json.check_out(&a.out.out);
     let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
     let req = subject.req.as_ref();
     let extra = match &a.san {
@@ -99,7 +104,13 @@ pub fn run(a: CsrArgs) -> Result<()> {
         pem_encode("CERTIFICATE REQUEST", &built.der).as_bytes(),
         Mode::Public,
         a.out.force,
-    )
+    )?;
+    let new_key = a.key.is_none().then_some(a.key_out);
+    a.json.print(json!({
+        "files": { "csr": a.out.out, "key": new_key },
+        "subject": to_rfc4514(&subject.name),
+        "algorithm": key.algo().to_string(),
+    }))
 }
 
 fn check_algo(s: &str) -> Result<String, String> {

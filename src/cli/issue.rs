@@ -3,12 +3,14 @@ use std::path::PathBuf;
 use clap::Args;
 use devcert::digest::Digest;
 use devcert::error::Result;
-use devcert::issue::{DeviceSpec, make_device, write_device};
+use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
 use devcert::keys::KeyAlgo;
+use devcert::summary::CertSummary;
+use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
-use super::{OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
 
 /// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
 #[derive(Args)]
@@ -51,6 +53,8 @@ pub struct IssueArgs {
     /// Replace existing device files in the folder
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: IssueArgs) -> Result<()> {
@@ -76,5 +80,20 @@ pub fn run(a: IssueArgs) -> Result<()> {
         },
     )?;
     warn_all(&files.warnings);
-    write_device(&a.out_dir, &files, a.force)
+    write_device(&a.out_dir, &files, a.force)?;
+    a.json.print(device_report(&a.out_dir, &files.cert_der)?)
+}
+
+/// `--json` of one device folder: its five files and its certificate.
+pub fn device_report(dir: &std::path::Path, cert_der: &[u8]) -> Result<serde_json::Value> {
+    let [key, csr, certificate, pkcs8, chain] =
+        DEVICE_FILES.map(|f| dir.join(f).display().to_string());
+    Ok(json!({
+        "dir": dir.display().to_string(),
+        "files": {
+            "key": key, "csr": csr, "certificate": certificate,
+            "pkcs8": pkcs8, "chain": chain,
+        },
+        "certificate": CertSummary::from_der(cert_der)?,
+    }))
 }

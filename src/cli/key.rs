@@ -3,7 +3,9 @@ use devcert::error::Result;
 use devcert::keys::{Curve, KeyAlgo, KeyFormat, PrivateKey};
 use devcert::output::{Mode, write_file};
 
-use super::{OutArgs, PassArgs, usage};
+use serde_json::json;
+
+use super::{JsonArg, OutArgs, PassArgs, usage};
 
 /// Generate a private key (replaces `openssl genpkey` / `ecparam -genkey`)
 #[derive(Args)]
@@ -30,9 +32,12 @@ pub struct KeyArgs {
     pass: PassArgs,
     #[command(flatten)]
     out: OutArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: KeyArgs) -> Result<()> {
+    a.json.check_out(&a.out.out);
     let bits = a.bits.as_deref().and_then(|b| b.parse().ok());
     let algo = a
         .algo
@@ -49,5 +54,10 @@ pub fn run(a: KeyArgs) -> Result<()> {
     };
     let key = PrivateKey::generate(algo)?;
     let pem = key.encode(a.format, true, pass.as_deref().map(|p| p.as_slice()))?;
-    write_file(&a.out.out, &pem, Mode::Secret, a.out.force)
+    write_file(&a.out.out, &pem, Mode::Secret, a.out.force)?;
+    a.json.print(json!({
+        "files": { "key": a.out.out },
+        "algorithm": algo.to_string(),
+        "encrypted": a.encrypt,
+    }))
 }

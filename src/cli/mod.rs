@@ -2,6 +2,7 @@
 //! arguments and a short `run` that calls into the library and prints.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use devcert::digest::Digest;
@@ -14,9 +15,12 @@ use devcert::sign::CaSigner;
 mod batch;
 mod ca;
 mod chain;
+mod completions;
 mod csr;
 mod issue;
 mod key;
+mod man;
+mod p12;
 mod pkcs8;
 mod sign;
 mod subject;
@@ -28,11 +32,24 @@ mod verify;
     version,
     about = "Issue and manage X.509 device certificates for MQTT/IoT fleets"
 )]
-#[command(propagate_version = true)]
+#[command(propagate_version = true, after_help = SEED_EXAMPLE)]
 pub struct Cli {
+    /// Print no warnings, progress or summaries on stderr (errors still are)
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
+
+const SEED_EXAMPLE: &str = "\
+The broker guide's OpenSSL workflow, with devcert:
+  devcert ca --subject \"/CN=Device Root CA\" --key-out CA.key -o CA.crt
+  devcert issue --config client.csr.cfg --profile client.crt.cfg --days 500 \\
+      --ca CA.crt --ca-key CA.key --out-dir client
+  devcert verify --ca CA.crt client/client_chain.crt
+
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 verification said no.
+User guide: docs/guide.md; every command has --help with examples.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -45,9 +62,14 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    #[command(visible_alias = "pkcs12")]
+    P12(p12::P12Args),
+    Completions(completions::CompletionsArgs),
+    Man(man::ManArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     match cli.command {
         Command::Key(a) => key::run(a).map(|()| ExitCode::SUCCESS),
         Command::Csr(a) => csr::run(a).map(|()| ExitCode::SUCCESS),
@@ -58,6 +80,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::P12(a) => p12::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Completions(a) => completions::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Man(a) => man::run(a).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -68,10 +93,55 @@ pub fn report_error(e: &Error) {
     }
 }
 
-pub fn warn_all(warnings: &[String]) {
-    for w in warnings {
-        eprintln!("warning: {w}");
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q/--quiet`: warnings, progress and summaries stay off stderr.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+pub fn warn(warning: impl std::fmt::Display) {
+    if !quiet() {
+        eprintln!("warning: {warning}");
     }
+}
+
+pub fn warn_all(warnings: &[String]) {
+    warnings.iter().for_each(warn);
+}
+
+/// `--json`: what a command wrote, as one JSON document on stdout.
+#[derive(Args, Clone, Copy)]
+pub struct JsonArg {
+    /// Print a JSON summary of what was written (paths, serial, subject, fingerprint)
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl JsonArg {
+    /// The summary describes files written with -o; when the product itself
+    /// goes to stdout there is no room for it.
+    pub fn check_out(self, out: &str) {
+        if self.json && out == "-" {
+            usage("--json describes the written files; give -o FILE".into());
+        }
+    }
+
+    pub fn print(self, report: serde_json::Value) -> Result<()> {
+        if self.json {
+            print_json(report)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One JSON document on stdout.
+pub fn print_json(report: serde_json::Value) -> Result<()> {
+    let mut text =
+        serde_json::to_string_pretty(&report).map_err(|e| Error::crypto("cannot print JSON", e))?;
+    text.push('\n');
+    devcert::output::write_stdout(text.as_bytes())
 }
 
 /// `-o/--out` and `--force`, shared by every command that writes one file.
@@ -130,11 +200,22 @@ impl OutPassArgs {
         if !self.encrypt {
             return Ok(None);
         }
-        let src = match (&self.out_passphrase_file, &self.out_passphrase_env) {
-            (None, None) => input.source(),
-            (f, e) => PassphraseSource::from_options(f.as_deref(), e.as_deref()),
-        };
-        src.read(purpose, true).map(Some)
+        out_pass_source(&self.out_passphrase_file, &self.out_passphrase_env, input)
+            .read(purpose, true)
+            .map(Some)
+    }
+}
+
+/// CLI.md: the output passphrase comes from `--out-passphrase-file/-env`,
+/// else from the input passphrase options.
+pub fn out_pass_source(
+    file: &Option<String>,
+    env: &Option<String>,
+    input: &PassArgs,
+) -> PassphraseSource {
+    match (file, env) {
+        (None, None) => input.source(),
+        (f, e) => PassphraseSource::from_options(f.as_deref(), e.as_deref()),
     }
 }
 

@@ -2,8 +2,9 @@ use clap::Args;
 use devcert::error::Result;
 use devcert::keys::{KeyFormat, PrivateKey};
 use devcert::output::{Mode, write_file};
+use serde_json::json;
 
-use super::{OutArgs, OutPassArgs, PassArgs, read_input};
+use super::{JsonArg, OutArgs, OutPassArgs, PassArgs, read_input};
 
 /// Convert a private key to PKCS#8 (replaces `openssl pkcs8 -topk8 -nocrypt`)
 #[derive(Args)]
@@ -23,9 +24,12 @@ pub struct Pkcs8Args {
     out_pass: OutPassArgs,
     #[command(flatten)]
     out: OutArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(a: Pkcs8Args) -> Result<()> {
+    a.json.check_out(&a.out.out);
     let input = read_input(&a.key)?;
     let loaded = PrivateKey::load(&input, &a.pass.source());
     input.wipe();
@@ -36,5 +40,11 @@ pub fn run(a: Pkcs8Args) -> Result<()> {
         !a.der,
         pass.as_deref().map(|p| p.as_slice()),
     )?;
-    write_file(&a.out.out, &bytes, Mode::Secret, a.out.force)
+    write_file(&a.out.out, &bytes, Mode::Secret, a.out.force)?;
+    a.json.print(json!({
+        "files": { "key": a.out.out },
+        "algorithm": key.algo().to_string(),
+        "encrypted": pass.is_some(),
+        "der": a.der,
+    }))
 }

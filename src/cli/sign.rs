@@ -6,10 +6,12 @@ use devcert::input::load_csr;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
 use devcert::sign::{CertRequest, parse_serial};
+use devcert::summary::CertSummary;
+use serde_json::json;
 use x509_cert::serial_number::SerialNumber;
 
 use super::subject::{ProfileArgs, ValidityArgs};
-use super::{OutArgs, PassArgs, load_ca, parse_digest, read_input, warn_all};
+use super::{JsonArg, OutArgs, PassArgs, load_ca, parse_digest, read_input, warn_all};
 
 /// Sign a CSR with a CA (replaces `openssl x509 -req -CA -CAkey -CAcreateserial -extfile`)
 #[derive(Args)]
@@ -40,12 +42,15 @@ pub struct SignArgs {
     pass: PassArgs,
     #[command(flatten)]
     out: OutArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// Default device validity (CLI.md).
 pub const DEFAULT_DEVICE_DAYS: u32 = 365;
 
 pub fn run(a: SignArgs) -> Result<()> {
+    a.json.check_out(&a.out.out);
     let input = read_input(&a.csr)?;
     let (csr, csr_der) = load_csr(&input)?;
     verify_csr(&csr_der, &csr, &input.label)?;
@@ -64,5 +69,9 @@ pub fn run(a: SignArgs) -> Result<()> {
         pem_encode("CERTIFICATE", &issued.der).as_bytes(),
         Mode::Public,
         a.out.force,
-    )
+    )?;
+    a.json.print(json!({
+        "files": { "certificate": a.out.out },
+        "certificate": CertSummary::from_der(&issued.der)?,
+    }))
 }

@@ -6,13 +6,14 @@ use devcert::error::Result;
 use devcert::input::load_certificates;
 use devcert::sign::parse_time;
 use devcert::verify::{Policy, Verdict, load_crls, verify};
+use serde_json::json;
 
-use super::read_input;
+use super::{print_json, read_input};
 
 /// Verify a device certificate or chain against a CA (replaces `openssl verify -CAfile`)
 #[derive(Args)]
 #[command(
-    after_help = "Prints OK (exit 0) or REJECTED: <reason> (exit 3); unreadable input is an error (exit 1).\n\nExamples:\n  devcert verify --ca CA.crt client.crt\n  devcert verify --ca CA.crt client_chain.crt\n  devcert verify --ca root.crt --untrusted sub.crt --crl ca.crl --at 2030-01-01T00:00:00Z client.crt"
+    after_help = "Prints OK (exit 0) or REJECTED: <reason> (exit 3); unreadable input is an error (exit 1).\nWith --json: {\"ok\": true|false, \"reason\": null|\"...\"}, same exit codes.\n\nExamples:\n  devcert verify --ca CA.crt client.crt\n  devcert verify --ca CA.crt client_chain.crt\n  devcert verify --ca root.crt --untrusted sub.crt --crl ca.crl --at 2030-01-01T00:00:00Z client.crt"
 )]
 pub struct VerifyArgs {
     /// Certificate or chain file (leaf first); extra certificates count as untrusted
@@ -36,6 +37,9 @@ pub struct VerifyArgs {
     /// Accept a path ending at any trusted certificate, not only a self-signed one
     #[arg(long)]
     partial_chain: bool,
+    /// Print the verdict as {"ok": bool, "reason": string or null}
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: VerifyArgs) -> Result<ExitCode> {
@@ -64,14 +68,18 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         strict: a.strict,
         partial_chain: a.partial_chain,
     };
-    match verify(&leaf, &untrusted, &trusted, &crls, &policy) {
-        Verdict::Ok(_) => {
-            println!("OK");
-            Ok(ExitCode::SUCCESS)
-        }
-        Verdict::Rejected(why) => {
-            println!("REJECTED: {why}");
-            Ok(ExitCode::from(3))
-        }
+    let (reason, code) = match verify(&leaf, &untrusted, &trusted, &crls, &policy) {
+        Verdict::Ok(_) => (None, ExitCode::SUCCESS),
+        Verdict::Rejected(why) => (Some(why), ExitCode::from(3)),
+    };
+    if a.json {
+        print_json(json!({ "ok": reason.is_none(), "reason": reason }))?;
+    } else {
+        let line = match &reason {
+            None => "OK\n".to_string(),
+            Some(why) => format!("REJECTED: {why}\n"),
+        };
+        devcert::output::write_stdout(line.as_bytes())?;
     }
+    Ok(code)
 }
