@@ -390,6 +390,60 @@ const TARGETS: &[Target] = &[
         valid: "CA.crl",
         args: &["verify", "--ca", "CA.crt", "--crl", "@", "client.crt"],
     },
+    Target {
+        name: "p12 --key",
+        kind: Kind::Key,
+        valid: "client.key",
+        args: &[
+            "p12",
+            "--key",
+            "@",
+            "--cert",
+            "client.crt",
+            "--chain",
+            "CA.crt",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
+    Target {
+        name: "p12 --cert",
+        kind: Kind::Certs,
+        valid: "client.crt",
+        args: &[
+            "p12",
+            "--key",
+            "client.key",
+            "--cert",
+            "@",
+            "--chain",
+            "CA.crt",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
+    Target {
+        name: "p12 --chain",
+        kind: Kind::Certs,
+        valid: "CA.crt",
+        args: &[
+            "p12",
+            "--key",
+            "client.key",
+            "--cert",
+            "client.crt",
+            "--chain",
+            "@",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
 ];
 
 /// The inputs every argument is fed.
@@ -472,6 +526,7 @@ fn fixtures(t: &TestDir) {
     t.seed_configs();
     t.openssl_sign("client.csr", "CA", "client.crt", None);
     t.write("names.txt", "dev-1\n# comment\ndev-2\n");
+    t.write("pw", "matrix passphrase\n");
     t.write("index.txt", "");
     t.write("crlnumber", "01\n");
     t.write(
