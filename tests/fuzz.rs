@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use der::referenced::OwnedToRef;
 use devcert::csr::ReqConfig;
 use devcert::input::{Input, load_certificates, load_csr};
 use devcert::keys::{Curve, KeyAlgo, PrivateKey};
@@ -23,7 +24,6 @@ use devcert::name::{common_name, to_rfc4514};
 use devcert::openssl_conf::Config;
 use devcert::passphrase::PassphraseSource;
 use devcert::profile::{ExtContext, ExtensionProfile};
-use der::referenced::OwnedToRef;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestError, TestRunner};
 
@@ -167,7 +167,8 @@ fn key_target(bytes: &[u8]) {
         (dir, p)
     });
     let source = PassphraseSource::File(pw.display().to_string());
-    if let Ok((key, _)) = PrivateKey::load(&Input::from_bytes("fuzz.key", bytes.to_vec()), &source) {
+    if let Ok((key, _)) = PrivateKey::load(&Input::from_bytes("fuzz.key", bytes.to_vec()), &source)
+    {
         let _ = key.spki_der();
     }
 }
@@ -215,7 +216,11 @@ fn fuzz(name: &str, strategy: BoxedStrategy<Vec<u8>>, target: fn(&[u8])) {
         ..RunnerConfig::default()
     };
     if std::env::var("PROPTEST_CASES").is_err() {
-        config.cases = if budget.is_some() { 2000 } else { DEFAULT_CASES };
+        config.cases = if budget.is_some() {
+            2000
+        } else {
+            DEFAULT_CASES
+        };
     }
     let start = Instant::now();
     let mut executions = 0u64;
@@ -231,9 +236,13 @@ fn fuzz(name: &str, strategy: BoxedStrategy<Vec<u8>>, target: fn(&[u8])) {
                 TestError::Fail(_, v) => v.clone(),
                 TestError::Abort(_) => Vec::new(),
             };
-            let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-crash-{name}.bin"));
+            let path =
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-crash-{name}.bin"));
             std::fs::write(&path, &input).unwrap();
-            panic!("fuzz target {name} failed ({e}); shrunk input saved to {}", path.display());
+            panic!(
+                "fuzz target {name} failed ({e}); shrunk input saved to {}",
+                path.display()
+            );
         }
         if budget.is_none_or(|b| start.elapsed() >= b) {
             break;
@@ -248,28 +257,49 @@ fn fuzz(name: &str, strategy: BoxedStrategy<Vec<u8>>, target: fn(&[u8])) {
 
 #[test]
 fn fuzz_openssl_config_parser() {
-    fuzz("openssl_conf", input(&["req.cnf", "profile.cnf"], ""), config_target);
+    fuzz(
+        "openssl_conf",
+        input(&["req.cnf", "profile.cnf"], ""),
+        config_target,
+    );
 }
 
 #[test]
 fn fuzz_profile_parser() {
-    fuzz("profile", input(&["profile.cnf", "req.cnf"], ""), profile_target);
+    fuzz(
+        "profile",
+        input(&["profile.cnf", "req.cnf"], ""),
+        profile_target,
+    );
 }
 
 #[test]
 fn fuzz_key_loader() {
-    let seeds = &["p256.pkcs8.der", "p256.enc1000.der", "p384.sec1.pem", "rsa1024.pkcs1.pem"];
+    let seeds = &[
+        "p256.pkcs8.der",
+        "p256.enc1000.der",
+        "p384.sec1.pem",
+        "rsa1024.pkcs1.pem",
+    ];
     fuzz("keys", input(seeds, "PRIVATE KEY"), key_target);
 }
 
 #[test]
 fn fuzz_certificate_loader() {
-    fuzz("certificates", input(&["leaf.crt.der", "ca.crt.der"], "CERTIFICATE"), x509_target);
+    fuzz(
+        "certificates",
+        input(&["leaf.crt.der", "ca.crt.der"], "CERTIFICATE"),
+        x509_target,
+    );
 }
 
 #[test]
 fn fuzz_csr_loader() {
-    fuzz("csr", input(&["rsa.csr.der"], "CERTIFICATE REQUEST"), x509_target);
+    fuzz(
+        "csr",
+        input(&["rsa.csr.der"], "CERTIFICATE REQUEST"),
+        x509_target,
+    );
 }
 
 #[test]
