@@ -16,7 +16,7 @@ use x509_cert::name::Name;
 
 use crate::csr::ReqConfig;
 use crate::error::{Error, Result};
-use crate::input::Input;
+use crate::input::{Input, LoadedCert};
 use crate::issue::{
     CERT_FILE, CHAIN_FILE, CSR_FILE, DEVICE_FILES, DeviceSpec, KEY_FILE, PKCS8_FILE, make_device,
     write_device,
@@ -154,8 +154,8 @@ pub struct BatchSummary {
 
 /// Issues every device in `names` under `out_dir` with `jobs` threads.
 /// `on_done` is called (in device order) for each device, e.g. to advance
-/// a progress bar; `on_issued` with each newly issued certificate's DER
-/// (for the registry). Manifest rows are written to `manifest` as a JSON
+/// a progress bar; `on_device` with each device's certificate DER, newly
+/// issued or already complete (for the registry, which a re-run heals). Manifest rows are written to `manifest` as a JSON
 /// array (and CSV lines to `csv` if given) in device order.
 pub struct BatchJob<'a> {
     pub ca: &'a CaSigner,
@@ -172,12 +172,12 @@ impl BatchJob<'_> {
         manifest: &mut dyn Write,
         mut csv: Option<&mut dyn Write>,
         on_done: &(dyn Fn() + Sync),
-        on_issued: &mut dyn FnMut(&[u8]) -> Result<()>,
+        on_device: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<BatchSummary> {
         let next = AtomicUsize::new(0);
         let failed = Mutex::new(None::<Error>);
         let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(usize, ManifestRow, Option<Vec<u8>>)>(self.jobs * 64);
+            std::sync::mpsc::sync_channel::<(usize, ManifestRow, Vec<u8>, bool)>(self.jobs * 64);
         let mut summary = BatchSummary::default();
         std::thread::scope(|scope| -> Result<()> {
             for _ in 0..self.jobs.max(1) {
@@ -192,8 +192,8 @@ impl BatchJob<'_> {
                             break;
                         }
                         match self.device(&self.names[i]) {
-                            Ok((row, der)) => {
-                                if tx.send((i, row, der)).is_err() {
+                            Ok((row, der, issued)) => {
+                                if tx.send((i, row, der, issued)).is_err() {
                                     break;
                                 }
                             }
@@ -213,11 +213,11 @@ impl BatchJob<'_> {
             let mut written = 0usize;
             let io = |e: std::io::Error| Error::io("cannot write manifest", "manifest", &e);
             manifest.write_all(b"[\n").map_err(io)?;
-            for (i, row, der) in rx {
-                pending.insert(i, (row, der));
-                while let Some((row, der)) = pending.remove(&written) {
-                    if let Some(der) = der {
-                        on_issued(&der)?;
+            for (i, row, der, issued) in rx {
+                pending.insert(i, (row, der, issued));
+                while let Some((row, der, issued)) = pending.remove(&written) {
+                    on_device(&der)?;
+                    if issued {
                         summary.issued += 1;
                     } else {
                         summary.skipped += 1;
@@ -253,11 +253,13 @@ impl BatchJob<'_> {
         Ok(summary)
     }
 
-    /// Makes (or finds complete) one device; the DER is Some when issued now.
-    fn device(&self, cn: &str) -> Result<(ManifestRow, Option<Vec<u8>>)> {
+    /// Makes (or finds complete) one device: its row, its certificate's
+    /// DER and whether it was issued now.
+    fn device(&self, cn: &str) -> Result<(ManifestRow, Vec<u8>, bool)> {
         let dir = self.out_dir.join(cn);
         if let Some(cert) = complete_device(&dir, self.ca) {
-            return Ok((manifest_row(cn, &dir, &cert, "skipped"), None));
+            let row = manifest_row(cn, &dir, &cert.cert, "skipped");
+            return Ok((row, cert.der, false));
         }
         let subject = self.template.name_for(cn).map_err(|e| e.file(cn))?;
         let spec = DeviceSpec {
@@ -273,7 +275,8 @@ impl BatchJob<'_> {
             .map_err(|e| Error::crypto("cannot read issued certificate", e))?;
         Ok((
             manifest_row(cn, &dir, &cert, "issued"),
-            Some(files.cert_der),
+            files.cert_der,
+            true,
         ))
     }
 }
@@ -319,7 +322,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// The device's certificate if its five files are all there, the
 /// certificate was issued by this CA, and the key is the certificate's.
 /// Anything less is treated as half-written and redone.
-fn complete_device(dir: &Path, ca: &CaSigner) -> Option<Certificate> {
+fn complete_device(dir: &Path, ca: &CaSigner) -> Option<LoadedCert> {
     if !DEVICE_FILES.iter().all(|f| dir.join(f).is_file()) {
         return None;
     }
@@ -352,7 +355,7 @@ fn complete_device(dir: &Path, ca: &CaSigner) -> Option<Certificate> {
     {
         return None;
     }
-    Some(cert.cert)
+    Some(cert)
 }
 
 /// Removes `.devcert-*` temp files (see output.rs) from a device folder

@@ -389,18 +389,6 @@ impl PrivateKey {
             )));
         }
         let der = Zeroizing::new(block.der.clone());
-        let attempt = |enc: KeyEncoding| -> Result<PrivateKey, String> {
-            match enc {
-                KeyEncoding::Pkcs8 => PrivateKey::from_pkcs8_der(&der),
-                KeyEncoding::Sec1 => from_sec1(&der, curve_hint),
-                KeyEncoding::Pkcs1 => {
-                    let key = rsa::PrivateKey::from_pkcs1_der(&der)
-                        .map_err(|e| format!("invalid PKCS#1 RSA key ({e})"))?;
-                    PrivateKey::from_rsa(&key)
-                }
-                KeyEncoding::EncryptedPkcs8 => unreachable!("handled below"),
-            }
-        };
         let encoding = match block.tag.as_deref() {
             Some("PRIVATE KEY") => KeyEncoding::Pkcs8,
             Some("ENCRYPTED PRIVATE KEY") => KeyEncoding::EncryptedPkcs8,
@@ -417,7 +405,28 @@ impl PrivateKey {
             let key = decrypt_pkcs8(&der, pass, label)?;
             return Ok((key, encoding));
         }
-        attempt(encoding).map(|k| (k, encoding)).map_err(fail)
+        PrivateKey::from_unencrypted(&der, encoding, curve_hint)
+            .map(|k| (k, encoding))
+            .map_err(fail)
+    }
+
+    /// Parses an unencrypted key in a known encoding; SEC1 keys without a
+    /// curve take `curve_hint` (from an `EC PARAMETERS` block).
+    pub fn from_unencrypted(
+        der: &[u8],
+        encoding: KeyEncoding,
+        curve_hint: Option<Curve>,
+    ) -> Result<PrivateKey, String> {
+        match encoding {
+            KeyEncoding::Pkcs8 => PrivateKey::from_pkcs8_der(der),
+            KeyEncoding::Sec1 => from_sec1(der, curve_hint),
+            KeyEncoding::Pkcs1 => {
+                let key = rsa::PrivateKey::from_pkcs1_der(der)
+                    .map_err(|e| format!("invalid PKCS#1 RSA key ({e})"))?;
+                PrivateKey::from_rsa(&key)
+            }
+            KeyEncoding::EncryptedPkcs8 => Err("the key is encrypted".into()),
+        }
     }
 
     pub fn algo(&self) -> KeyAlgo {
@@ -526,7 +535,7 @@ pub fn pem_encode(tag: &str, der: &[u8]) -> String {
 }
 
 /// Guesses the encoding of a bare DER key from its structure.
-fn sniff_der(der: &[u8]) -> Option<KeyEncoding> {
+pub fn sniff_der(der: &[u8]) -> Option<KeyEncoding> {
     if pkcs8::PrivateKeyInfoRef::from_der(der).is_ok() {
         Some(KeyEncoding::Pkcs8)
     } else if pkcs8::EncryptedPrivateKeyInfoRef::from_der(der).is_ok() {

@@ -34,6 +34,11 @@ impl Staged {
     pub fn target(&self) -> &Path {
         &self.target
     }
+
+    /// The temp file holding the data, to read back before the rename.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
 }
 
 /// Writes `data` to a temp file in the target's folder.
@@ -90,12 +95,17 @@ pub fn write_file(path: &str, data: &[u8], mode: Mode, force: bool) -> Result<()
     if path == "-" {
         return write_stdout(data);
     }
-    let target = Path::new(path);
-    if !force && target.symlink_metadata().is_ok() {
-        // Fail before doing the work of staging; commit re-checks atomically.
+    refuse_existing(path, force)?;
+    commit(stage(Path::new(path), data, mode)?, force)
+}
+
+/// Fails early when `path` exists and `force` is off, before any work is
+/// done for it; [`commit`] re-checks atomically.
+pub fn refuse_existing(path: &str, force: bool) -> Result<()> {
+    if !force && path != "-" && Path::new(path).symlink_metadata().is_ok() {
         return Err(exists_error(path));
     }
-    commit(stage(target, data, mode)?, force)
+    Ok(())
 }
 
 /// Writes the product to stdout; a closed pipe (`| head`) is not an error.

@@ -721,7 +721,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// keyUsage bits by OpenSSL's short and long names.
-const KEY_USAGE_NAMES: [(&str, &str, KeyUsages); 9] = [
+pub(crate) const KEY_USAGE_NAMES: [(&str, &str, KeyUsages); 9] = [
     (
         "digitalSignature",
         "Digital Signature",
@@ -769,7 +769,7 @@ fn parse_key_usage(items: &[Item]) -> std::result::Result<FlagSet<KeyUsages>, St
 }
 
 /// Extended key usages by OpenSSL's short and long names.
-const EKU_NAMES: [(&str, &str, &str); 21] = [
+pub(crate) const EKU_NAMES: [(&str, &str, &str); 21] = [
     (
         "serverAuth",
         "TLS Web Server Authentication",

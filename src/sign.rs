@@ -169,6 +169,16 @@ impl CaSigner {
         }
         Ok(Issued { warnings, ..issued })
     }
+
+    /// Signs another DER to-be-signed structure (a CRL's TBSCertList).
+    pub fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>> {
+        sign_der(&self.signer, tbs)
+    }
+
+    /// The signature AlgorithmIdentifier this CA signs with.
+    pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
+        self.signer.algorithm()
+    }
 }
 
 /// Assembles and signs one certificate. `issuer_cert` None = self-signed.
@@ -232,7 +242,7 @@ pub(crate) fn build_certificate(
 }
 
 /// RFC 5280 time: UTCTime through 2049, GeneralizedTime from 2050.
-fn x509_time(t: SystemTime) -> Result<Time> {
+pub(crate) fn x509_time(t: SystemTime) -> Result<Time> {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::crypto("invalid time", "before 1970"))?
@@ -296,11 +306,38 @@ pub fn parse_serial(s: &str) -> Result<SerialNumber, String> {
 
 /// Upper-case hex without colons, as `openssl x509 -serial` prints.
 pub fn serial_hex(serial: &SerialNumber) -> String {
+    integer_hex(serial.as_bytes())
+}
+
+/// A DER INTEGER's content (two's complement) as OpenSSL prints it:
+/// upper-case hex of the magnitude, `-` before a negative one, `00` for zero.
+pub fn integer_hex(bytes: &[u8]) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let magnitude: Vec<u8> = if negative {
+        // Two's complement: invert, then add one from the last byte up.
+        let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        bytes.to_vec()
+    };
     // The DER content keeps a 0x00 sign byte before a high bit; OpenSSL does not print it.
-    let bytes = serial.as_bytes();
-    let lead = bytes.iter().take_while(|&&b| b == 0).count();
-    let hex: String = bytes[lead..].iter().map(|b| format!("{b:02X}")).collect();
-    if hex.is_empty() { "00".into() } else { hex }
+    let lead = magnitude.iter().take_while(|&&b| b == 0).count();
+    let hex: String = magnitude[lead..]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    match (hex.is_empty(), negative) {
+        (true, _) => "00".into(),
+        (false, true) => format!("-{hex}"),
+        (false, false) => hex,
+    }
 }
 
 /// RFC 3339 in UTC, second precision.
@@ -342,6 +379,15 @@ mod tests {
         assert!(parse_serial("xyz").is_err());
         assert!(parse_serial(&"7f".repeat(21)).is_err());
         assert!(parse_serial(&"7f".repeat(20)).is_ok());
+    }
+
+    #[test]
+    fn negative_and_zero_integers_print_as_openssl() {
+        assert_eq!(integer_hex(&[0xff]), "-01");
+        assert_eq!(integer_hex(&[0x80]), "-80");
+        assert_eq!(integer_hex(&[0xff, 0x00]), "-0100");
+        assert_eq!(integer_hex(&[0x00]), "00");
+        assert_eq!(integer_hex(&[0x00, 0x80]), "80");
     }
 
     #[test]

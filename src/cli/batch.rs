@@ -9,6 +9,7 @@ use devcert::error::{Error, Result};
 use devcert::issue::DeviceSpec;
 use devcert::keys::KeyAlgo;
 use devcert::output::{Mode, commit, stage};
+use devcert::registry::Bulk;
 use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
@@ -57,6 +58,9 @@ pub struct BatchArgs {
     manifest_csv: Option<PathBuf>,
     #[command(flatten)]
     pass: PassArgs,
+    /// Register every device (and the CA if new) in this registry database
+    #[arg(long, value_name = "DB")]
+    registry: Option<String>,
     /// Folder for the fleet (created if missing)
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
@@ -90,6 +94,12 @@ pub fn run(a: BatchArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let profile = a.profile.load()?;
     let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
+    // Opened before any device is made, so a bad database costs nothing.
+    let mut registry = a
+        .registry
+        .as_deref()
+        .map(|db| Bulk::new(db, &ca.cert))
+        .transpose()?;
     std::fs::create_dir_all(&a.out_dir).map_err(|e| {
         Error::io(
             "cannot create output folder",
@@ -160,8 +170,11 @@ pub fn run(a: BatchArgs) -> Result<()> {
                     b.inc(1);
                 }
             },
-            &mut |_der| Ok(()),
+            &mut |der| registry.as_mut().map_or(Ok(()), |r| r.add(der)),
         );
+        // Register what is on disk even when the batch failed part-way.
+        let flushed = registry.as_mut().map_or(Ok(()), |r| r.flush());
+        let r = r.and_then(|s| flushed.map(|()| s));
         r.and_then(|s| {
             out.flush().map(|()| s).map_err(|e| {
                 Error::io(

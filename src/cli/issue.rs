@@ -5,6 +5,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
 use devcert::keys::KeyAlgo;
+use devcert::registry::register_issued;
 use devcert::summary::CertSummary;
 use serde_json::json;
 
@@ -53,6 +54,9 @@ pub struct IssueArgs {
     /// Replace existing device files in the folder
     #[arg(long)]
     force: bool,
+    /// Register the certificate (and the CA if new) in this registry database
+    #[arg(long, value_name = "DB")]
+    registry: Option<String>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -80,7 +84,11 @@ pub fn run(a: IssueArgs) -> Result<()> {
         },
     )?;
     warn_all(&files.warnings);
-    write_device(&a.out_dir, &files, a.force)?;
+    let write = || write_device(&a.out_dir, &files, a.force);
+    match &a.registry {
+        Some(db) => register_issued(db, &ca.cert, &files.cert_der, write)?,
+        None => write()?,
+    }
     a.json.print(device_report(&a.out_dir, &files.cert_der)?)
 }
 

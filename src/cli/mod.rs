@@ -17,11 +17,13 @@ mod ca;
 mod chain;
 mod completions;
 mod csr;
+mod inspect;
 mod issue;
 mod key;
 mod man;
 mod p12;
 mod pkcs8;
+mod registry;
 mod sign;
 mod subject;
 mod verify;
@@ -62,10 +64,12 @@ enum Command {
     Issue(issue::IssueArgs),
     Batch(batch::BatchArgs),
     Verify(verify::VerifyArgs),
+    Inspect(inspect::InspectArgs),
     #[command(visible_alias = "pkcs12")]
     P12(p12::P12Args),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
+    Registry(registry::RegistryArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -80,9 +84,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Issue(a) => issue::run(a).map(|()| ExitCode::SUCCESS),
         Command::Batch(a) => batch::run(a).map(|()| ExitCode::SUCCESS),
         Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a).map(|()| ExitCode::SUCCESS),
         Command::P12(a) => p12::run(a).map(|()| ExitCode::SUCCESS),
         Command::Completions(a) => completions::run(a).map(|()| ExitCode::SUCCESS),
         Command::Man(a) => man::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Registry(a) => registry::run(a),
     }
 }
 
@@ -129,7 +135,7 @@ impl JsonArg {
 
     pub fn print(self, report: serde_json::Value) -> Result<()> {
         if self.json {
-            print_json(report)
+            print_json(&report)
         } else {
             Ok(())
         }
@@ -137,9 +143,9 @@ impl JsonArg {
 }
 
 /// One JSON document on stdout.
-pub fn print_json(report: serde_json::Value) -> Result<()> {
+pub fn print_json(report: &impl serde::Serialize) -> Result<()> {
     let mut text =
-        serde_json::to_string_pretty(&report).map_err(|e| Error::crypto("cannot print JSON", e))?;
+        serde_json::to_string_pretty(report).map_err(|e| Error::crypto("cannot print JSON", e))?;
     text.push('\n');
     devcert::output::write_stdout(text.as_bytes())
 }

@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use clap::Args;
 use devcert::chain::order_chain;
 use devcert::error::Result;
@@ -8,7 +10,7 @@ use devcert::pkcs12::{P12Profile, build_pkcs12};
 use devcert::summary::CertSummary;
 use serde_json::json;
 
-use super::{JsonArg, OutArgs, PassArgs, load_key, out_pass_source, read_input};
+use super::{JsonArg, OutArgs, PassArgs, load_key, out_pass_source, read_input, usage, warn};
 
 /// Bundle a key and its certificate chain into a PKCS#12 (.p12/.pfx) keystore
 #[derive(Args)]
@@ -55,6 +57,9 @@ pub struct P12Args {
 
 pub fn run(a: P12Args) -> Result<()> {
     a.json.check_out(&a.out.out);
+    if a.out.out == "-" && std::io::stdout().is_terminal() {
+        usage("a PKCS#12 file is binary; give -o FILE (or redirect stdout)".into());
+    }
     let key = load_key(&a.key, &a.pass)?;
     let mut certs = Vec::new();
     for path in std::iter::once(&a.cert).chain(&a.chain) {
@@ -72,6 +77,11 @@ pub fn run(a: P12Args) -> Result<()> {
         .unwrap_or_else(|| "devcert".into());
     let passphrase = out_pass_source(&a.out_passphrase_file, &a.out_passphrase_env, &a.pass)
         .read("the PKCS#12 keystore", true)?;
+    if !passphrase.is_ascii() {
+        warn(
+            "the passphrase is not ASCII: OpenSSL reads the keystore, Java's PKCS12 KeyStore refuses it",
+        );
+    }
     let profile = if a.legacy {
         P12Profile::Legacy
     } else {

@@ -5,6 +5,7 @@ use devcert::error::Result;
 use devcert::input::load_csr;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
+use devcert::registry::register_issued;
 use devcert::sign::{CertRequest, parse_serial};
 use devcert::summary::CertSummary;
 use serde_json::json;
@@ -40,6 +41,9 @@ pub struct SignArgs {
     digest: Digest,
     #[command(flatten)]
     pass: PassArgs,
+    /// Register the certificate (and the CA if new) in this registry database
+    #[arg(long, value_name = "DB")]
+    registry: Option<String>,
     #[command(flatten)]
     out: OutArgs,
     #[command(flatten)]
@@ -64,12 +68,18 @@ pub fn run(a: SignArgs) -> Result<()> {
         serial: a.serial.clone(),
     })?;
     warn_all(&issued.warnings);
-    write_file(
-        &a.out.out,
-        pem_encode("CERTIFICATE", &issued.der).as_bytes(),
-        Mode::Public,
-        a.out.force,
-    )?;
+    let write = || {
+        write_file(
+            &a.out.out,
+            pem_encode("CERTIFICATE", &issued.der).as_bytes(),
+            Mode::Public,
+            a.out.force,
+        )
+    };
+    match &a.registry {
+        Some(db) => register_issued(db, &ca.cert, &issued.der, write)?,
+        None => write()?,
+    }
     a.json.print(json!({
         "files": { "certificate": a.out.out },
         "certificate": CertSummary::from_der(&issued.der)?,

@@ -25,9 +25,12 @@ pub struct VerifyArgs {
     /// Untrusted intermediate certificate(s)
     #[arg(long, value_name = "FILE")]
     untrusted: Vec<String>,
-    /// CRL(s) to check revocation against (PEM or DER)
+    /// CRL(s) to check the leaf's revocation against (PEM or DER), as `openssl verify -crl_check`
     #[arg(long, value_name = "FILE")]
     crl: Vec<String>,
+    /// Check every certificate of the path against the CRLs (as `-crl_check_all`); needs one per issuer
+    #[arg(long, requires = "crl")]
+    crl_check_all: bool,
     /// Judge at this time instead of now (RFC 3339)
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     at: Option<SystemTime>,
@@ -66,6 +69,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     let policy = Policy {
         at: a.at.unwrap_or_else(SystemTime::now),
         strict: a.strict,
+        crl_check_all: a.crl_check_all,
         partial_chain: a.partial_chain,
     };
     let (reason, code) = match verify(&leaf, &untrusted, &trusted, &crls, &policy) {
@@ -73,7 +77,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         Verdict::Rejected(why) => (Some(why), ExitCode::from(3)),
     };
     if a.json {
-        print_json(json!({ "ok": reason.is_none(), "reason": reason }))?;
+        print_json(&json!({ "ok": reason.is_none(), "reason": reason }))?;
     } else {
         let line = match &reason {
             None => "OK\n".to_string(),

@@ -772,11 +772,15 @@ impl TestDir {
         self.openssl_ok(&args)
     }
 
-    /// Compile `tests/java/CheckKey.java` (once per source version, into
-    /// cargo's target tmp dir, so the suite does not pay javac per test) and
-    /// run it on a PKCS#8 key + chain. Returns None (after printing a notice)
-    /// when javac/java are absent.
+    /// `tests/java/CheckKey.java` on a PKCS#8 key + chain (None when
+    /// javac/java are absent).
     pub fn java_check(&self, key: &str, chain: &str) -> Option<Out> {
+        self.java("CheckKey", &[key, chain])
+    }
+
+    /// Runs a checker class from `tests/java/`; None (after a notice) when
+    /// javac/java are absent.
+    pub fn java(&self, class: &str, args: &[&str]) -> Option<Out> {
         if which("javac").is_none() || which("java").is_none() {
             eprintln!("NOTICE: javac/java not found; skipping the JDK check");
             return None;
@@ -788,10 +792,9 @@ impl TestDir {
                     "-XX:TieredStopAtLevel=1",
                     "-cp",
                     classes.to_str().unwrap(),
-                    "CheckKey",
-                    key,
-                    chain,
+                    class,
                 ])
+                .args(args)
                 .run(),
         )
     }
@@ -809,7 +812,7 @@ impl TestDir {
 
     // ----- fixtures made with openssl -------------------------------------
 
-    fn min_cnf(&self) -> String {
+    pub fn min_cnf(&self) -> String {
         if !self.exists("fixture-min.cnf") {
             self.write("fixture-min.cnf", MIN_CNF);
         }
@@ -1197,19 +1200,31 @@ impl TestDir {
 /// Directory holding the compiled CheckKey class, compiled at most once per
 /// source version (content-addressed, atomic rename, safe across the test
 /// threads and processes of one `cargo test`).
+/// Every checker in `tests/java/`, compiled together once per source
+/// version into cargo's target tmp dir.
 fn java_classes() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let src = fs::read(CHECK_KEY_JAVA).expect("read tests/java/CheckKey.java");
+        let java_dir = Path::new(CHECK_KEY_JAVA).parent().unwrap();
+        let mut sources: Vec<PathBuf> = fs::read_dir(java_dir)
+            .expect("read tests/java")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "java"))
+            .collect();
+        sources.sort();
         let mut h = DefaultHasher::new();
-        src.hash(&mut h);
+        for src in &sources {
+            fs::read(src)
+                .expect("read a tests/java source")
+                .hash(&mut h);
+        }
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = base.join(format!("checkkey-{:016x}", h.finish()));
-        if dir.join("CheckKey.class").is_file() {
+        let dir = base.join(format!("javacheck-{:016x}", h.finish()));
+        if dir.is_dir() {
             return dir;
         }
         let tmp = base.join(format!(
-            "checkkey-tmp-{}-{}",
+            "javacheck-tmp-{}-{}",
             std::process::id(),
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -1218,12 +1233,13 @@ fn java_classes() -> PathBuf {
         ));
         fs::create_dir_all(&tmp).unwrap();
         let out = Cmd::new(&base, "javac")
-            .args(["-d", tmp.to_str().unwrap(), CHECK_KEY_JAVA])
+            .args(["-d", tmp.to_str().unwrap()])
+            .args(&sources)
             .run();
         assert_eq!(
             out.code,
             Some(0),
-            "javac CheckKey.java failed\n{}",
+            "javac tests/java/*.java failed\n{}",
             out.describe()
         );
         if fs::rename(&tmp, &dir).is_err() {

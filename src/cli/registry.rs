@@ -1,0 +1,299 @@
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use devcert::digest::Digest;
+use devcert::error::{Error, Result};
+use devcert::input::{load_certificate, load_certificates};
+use devcert::registry::auth::{Decision, authorize};
+use devcert::registry::crl::{build_crl, write_crl};
+use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, normalize_serial};
+
+use super::{PassArgs, load_ca, read_input, warn_all};
+
+/// Device-certificate registry: CAs, devices, broker decisions and CRLs
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
+)]
+pub struct RegistryArgs {
+    /// Registry database (SQLite; created if missing)
+    #[arg(
+        long,
+        global = true,
+        env = "DEVCERT_REGISTRY",
+        default_value = "devcert.db",
+        value_name = "PATH"
+    )]
+    db: String,
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Register and list CAs
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Register, find, activate, deactivate and delete device certificates
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Decide as the broker does on connect (exit 0 accepted, 3 refused)
+    Auth(AuthArgs),
+    /// Write the CRL of a CA's inactive devices (reason certificateHold)
+    Crl(CrlArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Register a CA certificate
+    Add {
+        #[arg(value_name = "CA.crt")]
+        file: String,
+    },
+    /// List registered CAs with their device counts
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Register a device certificate (its CA must be registered)
+    Add {
+        #[arg(value_name = "CERT")]
+        file: String,
+    },
+    /// List devices, filtered
+    List(ListArgs),
+    /// Show one device
+    Show {
+        #[arg(value_parser = normalize_serial)]
+        serial: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a device connect again (drops it from the next CRL)
+    Activate {
+        #[arg(value_parser = normalize_serial)]
+        serial: String,
+    },
+    /// Keep a device off the broker (certificateHold in the next CRL)
+    Deactivate {
+        #[arg(value_parser = normalize_serial)]
+        serial: String,
+    },
+    /// Forget a device (`auth` registers it again on its next connection)
+    Delete {
+        #[arg(value_parser = normalize_serial)]
+        serial: String,
+    },
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only the device with this serial
+    #[arg(long, value_parser = normalize_serial)]
+    serial: Option<String>,
+    /// Only devices of the CA with this serial
+    #[arg(long, value_parser = normalize_serial)]
+    ca_serial: Option<String>,
+    /// Only active or inactive devices
+    #[arg(long, value_parser = |s: &str| s.parse::<Status>())]
+    status: Option<Status>,
+    /// At most N devices
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct AuthArgs {
+    /// The device certificate or chain (leaf first) the device presents
+    #[arg(value_name = "CHAIN_OR_CERT")]
+    file: String,
+}
+
+#[derive(Args)]
+struct CrlArgs {
+    /// The CA certificate (must be registered)
+    #[arg(long, value_name = "FILE")]
+    ca: String,
+    /// The CA's private key
+    #[arg(long, value_name = "FILE")]
+    ca_key: String,
+    /// Days until nextUpdate: refresh the CRL before then, or brokers refuse every device
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+    /// Write DER instead of PEM
+    #[arg(long)]
+    der: bool,
+    #[command(flatten)]
+    pass: PassArgs,
+    #[command(flatten)]
+    out: super::OutArgs,
+}
+
+pub fn run(a: RegistryArgs) -> Result<ExitCode> {
+    let db = a.db.as_str();
+    match a.command {
+        RegistryCommand::Ca(CaCommand::Add { file }) => {
+            let ca = load_certificate(&read_input(&file)?, "cannot read CA certificate")?;
+            let added = Registry::open(db)?.add_ca(&ca)?;
+            let serial = devcert::sign::serial_hex(ca.cert.tbs_certificate().serial_number());
+            match added {
+                Added::New => println!("registered CA {serial}"),
+                Added::AlreadyRegistered => println!("CA {serial} was already registered"),
+            }
+        }
+        RegistryCommand::Ca(CaCommand::List { json }) => {
+            let cas = Registry::open(db)?.cas()?;
+            if json {
+                print_json(&cas)?;
+            } else {
+                let mut out = String::new();
+                for c in &cas {
+                    out.push_str(&format!(
+                        "{:<40}  {:>8} devices  until {}  {}\n",
+                        c.serial, c.devices, c.not_after, c.subject
+                    ));
+                }
+                devcert::output::write_stdout(out.as_bytes())?;
+            }
+        }
+        RegistryCommand::Device(cmd) => device(db, cmd)?,
+        RegistryCommand::Auth(args) => {
+            let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
+            let decision = authorize(&mut Registry::open(db)?, &chain, SystemTime::now())?;
+            println!("{decision}");
+            if let Decision::Refused(_) = decision {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        RegistryCommand::Crl(args) => crl(db, args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
+    let mut reg = Registry::open(db)?;
+    match cmd {
+        DeviceCommand::Add { file } => {
+            let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;
+            let serial = devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number());
+            match reg.add_device(&cert)? {
+                Added::New => println!("registered device {serial}"),
+                Added::AlreadyRegistered => println!("device {serial} was already registered"),
+            }
+        }
+        DeviceCommand::List(l) => {
+            let q = DeviceQuery {
+                serial: l.serial,
+                ca_serial: l.ca_serial,
+                status: l.status,
+                limit: l.limit,
+            };
+            list(&reg, &q, l.json)?;
+        }
+        DeviceCommand::Show { serial, json } => {
+            let d = reg.device(&serial)?;
+            if json {
+                print_json(&d)?;
+            } else {
+                let text = format!(
+                    "serial:        {}\nsubject:       {}\nstatus:        {}\nCA serial:     {}\nnot before:    {}\nnot after:     {}\nregistered at: {}\n",
+                    d.serial,
+                    d.subject,
+                    d.status.as_str(),
+                    d.ca_serial,
+                    d.not_before,
+                    d.not_after,
+                    d.registered_at
+                );
+                devcert::output::write_stdout(text.as_bytes())?;
+            }
+        }
+        DeviceCommand::Activate { serial } => {
+            reg.set_status(&serial, Status::Active)?;
+            println!("device {serial} activated (write a new CRL and reload the broker)");
+        }
+        DeviceCommand::Deactivate { serial } => {
+            reg.set_status(&serial, Status::Inactive)?;
+            println!("device {serial} deactivated (write a new CRL and reload the broker)");
+        }
+        DeviceCommand::Delete { serial } => {
+            reg.delete_device(&serial)?;
+            println!("device {serial} deleted");
+        }
+    }
+    Ok(())
+}
+
+/// Streams the matching devices: a JSON array, or one line per device.
+fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut count = 0u64;
+    let mut io_result = Ok(());
+    reg.list_devices(q, &mut |d: DeviceRecord| {
+        if io_result.is_ok() {
+            io_result = if json {
+                let sep = if count == 0 { "[\n" } else { ",\n" };
+                let obj = serde_json::to_string(&d).unwrap_or_default();
+                write!(out, "{sep}{obj}")
+            } else {
+                writeln!(
+                    out,
+                    "{:<40}  {:<8}  until {}  CA {}  {}",
+                    d.serial,
+                    d.status.as_str(),
+                    d.not_after,
+                    d.ca_serial,
+                    d.subject
+                )
+            };
+        }
+        count += 1;
+        Ok(())
+    })?;
+    if json {
+        let end: &[u8] = if count == 0 { b"[]\n" } else { b"\n]\n" };
+        io_result = io_result.and_then(|()| out.write_all(end));
+    }
+    match io_result.and_then(|()| out.flush()) {
+        // `| head` closing the pipe is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("cannot write output", "<stdout>", &e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::crypto("cannot encode JSON", e))?;
+    text.push('\n');
+    devcert::output::write_stdout(text.as_bytes())
+}
+
+fn crl(db: &str, a: CrlArgs) -> Result<()> {
+    // Refuse an existing output before a CRL number is used up.
+    devcert::output::refuse_existing(&a.out.out, a.out.force)?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, Digest::Sha256)?;
+    let mut reg = Registry::open(db)?;
+    let crl = build_crl(&mut reg, &ca, a.days)?;
+    warn_all(&crl.warnings);
+    write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;
+    if a.out.out != "-" {
+        eprintln!(
+            "crl: CRL number {} with {} held device(s), valid {} days, written to {}",
+            crl.number,
+            crl.held.len(),
+            a.days,
+            a.out.out
+        );
+    }
+    Ok(())
+}

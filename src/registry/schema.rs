@@ -1,0 +1,130 @@
+//! The registry's SQLite schema and its forward migrations.
+//!
+//! `PRAGMA user_version` holds the schema version. Each migration runs in
+//! one `BEGIN IMMEDIATE` transaction that re-reads the version first, so
+//! several processes opening a fresh database at once (`make -j8`) migrate
+//! it exactly once.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The schema this build writes.
+pub const VERSION: i64 = 2;
+
+/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 2] = [
+    // v1: CAs and devices, serials stored as normalised upper-case hex.
+    "CREATE TABLE cas (
+        id INTEGER PRIMARY KEY,
+        serial TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        ski TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        registered_at INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL UNIQUE,
+        der BLOB NOT NULL,
+        crl_number INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX cas_ski ON cas(ski);
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        serial TEXT NOT NULL UNIQUE,
+        ca_id INTEGER NOT NULL REFERENCES cas(id),
+        subject TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'inactive')),
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        registered_at INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL
+    );
+    CREATE INDEX devices_ca ON devices(ca_id);
+    CREATE INDEX devices_status ON devices(status);",
+    // v2: when a device was deactivated (the CRL's revocationDate), a small
+    // index of held devices per CA for `registry crl`, and device counts
+    // per CA kept by triggers so `ca list` never counts a million rows.
+    "ALTER TABLE devices ADD COLUMN deactivated_at INTEGER;
+    CREATE INDEX devices_held ON devices(ca_id) WHERE status = 'inactive';
+    ALTER TABLE cas ADD COLUMN devices INTEGER NOT NULL DEFAULT 0;
+    UPDATE cas SET devices = (SELECT count(*) FROM devices WHERE ca_id = cas.id);
+    CREATE TRIGGER devices_count_add AFTER INSERT ON devices
+        BEGIN UPDATE cas SET devices = devices + 1 WHERE id = NEW.ca_id; END;
+    CREATE TRIGGER devices_count_del AFTER DELETE ON devices
+        BEGIN UPDATE cas SET devices = devices - 1 WHERE id = OLD.ca_id; END;",
+];
+
+/// Why a database cannot be used by this build.
+pub enum MigrateError {
+    Sql(rusqlite::Error),
+    /// Written by a newer devcert.
+    TooNew(i64),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sql(e)
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema up to [`VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let v = user_version(conn)?;
+    if v == VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the lock.
+    let v = user_version(&tx)?;
+    if v > VERSION {
+        return Err(MigrateError::TooNew(v));
+    }
+    for step in &MIGRATIONS[v as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_database_migrates_forward_keeping_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO cas (serial, subject, ski, not_before, not_after, registered_at, fingerprint, der)
+             VALUES ('01', 'CN=CA', '', 0, 0, 0, x'00', x'00')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
+             VALUES ('0A', 1, 'CN=d', 'inactive', 0, 0, 0, x'00')",
+            [],
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        assert_eq!(user_version(&conn).unwrap(), VERSION);
+        let n: i64 = conn
+            .query_row("SELECT devices FROM cas", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        // A second open is a no-op.
+        assert!(migrate(&mut conn).is_ok());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(MigrateError::TooNew(_))));
+    }
+}

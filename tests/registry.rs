@@ -1,0 +1,780 @@
+//! `devcert registry` and `--registry`: every flow checked through `--json`
+//! and through OpenSSL (the CRL with `openssl crl -verify`/`-text`, held
+//! devices with `openssl verify -crl_check`) and Python `cryptography`.
+mod common;
+use common::*;
+
+use serde_json::Value;
+
+/// A devcert CA `CA.crt`/`CA.key` (keyUsage keyCertSign, cRLSign).
+fn devcert_ca(t: &TestDir, name: &str, subject: &str) {
+    t.devcert(&[
+        "ca",
+        "--subject",
+        subject,
+        "--key-out",
+        &format!("{name}.key"),
+        "-o",
+        &format!("{name}.crt"),
+    ])
+    .ok();
+}
+
+fn reg(t: &TestDir, args: &[&str]) -> Out {
+    let mut all = vec!["registry", "--db", "reg.db"];
+    all.extend_from_slice(args);
+    t.devcert(&all)
+}
+
+fn json(out: Out) -> Value {
+    let out = out.ok();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", out.describe()))
+}
+
+/// `openssl x509 -serial` of a certificate file: the reference serial form.
+fn openssl_serial(t: &TestDir, cert: &str) -> String {
+    let text = t.openssl_ok(&["x509", "-in", cert, "-noout", "-serial"]);
+    text.trim().trim_start_matches("serial=").to_string()
+}
+
+fn issue_dev(t: &TestDir, ca: &str, cn: &str, registry: bool) -> String {
+    let (crt, key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    let mut args = vec![
+        "issue",
+        "--cn",
+        cn,
+        "--ca",
+        &crt,
+        "--ca-key",
+        &key,
+        "--out-dir",
+        cn,
+    ];
+    if registry {
+        args.extend_from_slice(&["--registry", "reg.db"]);
+    }
+    t.devcert(&args).ok();
+    openssl_serial(t, &format!("{cn}/client.crt"))
+}
+
+fn unix(rfc3339: &str) -> i64 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("'{rfc3339}' is not RFC 3339: {e}"))
+        .unix_timestamp()
+}
+
+fn serials(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Serials and reasons `openssl crl -text` lists, and the CRL number.
+fn openssl_crl(t: &TestDir, crl: &str, ca: &str, inform: &str) -> (Vec<String>, usize, u64) {
+    let verify = t.openssl(&[
+        "crl", "-inform", inform, "-in", crl, "-verify", "-CAfile", ca, "-noout",
+    ]);
+    assert!(
+        verify.code == Some(0) && verify.text().contains("verify OK"),
+        "openssl crl -verify refused the CRL\n{}",
+        verify.describe()
+    );
+    let text = t.openssl_ok(&["crl", "-inform", inform, "-in", crl, "-noout", "-text"]);
+    let mut listed: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let holds = text.matches("Certificate Hold").count();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let number = lines
+        .iter()
+        .position(|l| l.starts_with("X509v3 CRL Number"))
+        .and_then(|i| lines.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no CRL Number in\n{text}"));
+    assert!(text.contains("Version 2"), "not a v2 CRL\n{text}");
+    assert!(
+        text.contains("X509v3 Authority Key Identifier"),
+        "no AKI\n{text}"
+    );
+    (listed, holds, number)
+}
+
+/// `openssl verify -crl_check`: Some(true) accepted, Some(false) revoked.
+fn openssl_crl_check(t: &TestDir, ca: &str, crl: &str, cert: &str) -> bool {
+    let out = t.openssl(&["verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert]);
+    match out.code {
+        Some(0) => true,
+        _ => {
+            assert!(
+                out.text().contains("certificate revoked"),
+                "openssl refused for another reason\n{}",
+                out.describe()
+            );
+            false
+        }
+    }
+}
+
+#[test]
+fn ca_add_and_list_match_openssl_and_python() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/O=ACME/CN=Reg CA");
+    t.ec_ca("ossl"); // a CA OpenSSL made, registered as well
+    let out = reg(&t, &["ca", "add", "CA.crt"]).ok();
+    assert!(out.stdout_str().contains("registered CA"));
+    // Adding the same CA again is harmless (Makefiles run it every time).
+    let again = reg(&t, &["ca", "add", "CA.crt"]).ok();
+    assert!(again.stdout_str().contains("already registered"));
+    t.devcert(&["registry", "ca", "add", "ossl.crt", "--db", "reg.db"])
+        .ok();
+    let list = json(reg(&t, &["ca", "list", "--json"]));
+    let cas = list.as_array().unwrap();
+    assert_eq!(cas.len(), 2);
+    for (c, file) in cas.iter().zip(["CA.crt", "ossl.crt"]) {
+        let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        let mut expected = vec![
+            "devices",
+            "not_after",
+            "not_before",
+            "registered_at",
+            "serial",
+            "ski",
+            "subject",
+        ];
+        expected.sort();
+        assert_eq!(keys, expected, "ca list --json fields");
+        assert_eq!(c["serial"], openssl_serial(&t, file).as_str());
+        let info = t.cert(file);
+        assert_eq!(c["subject"], info.get("subject").as_str());
+        assert_eq!(
+            unix(c["not_before"].as_str().unwrap()),
+            info.int("not_before")
+        );
+        assert_eq!(
+            unix(c["not_after"].as_str().unwrap()),
+            info.int("not_after")
+        );
+        let text = t.openssl_ok(&[
+            "x509",
+            "-in",
+            file,
+            "-noout",
+            "-ext",
+            "subjectKeyIdentifier",
+        ]);
+        assert!(
+            text.contains(c["ski"].as_str().unwrap()),
+            "ski {} not in\n{text}",
+            c["ski"]
+        );
+        assert_eq!(c["devices"], 0);
+        assert!((unix(c["registered_at"].as_str().unwrap()) - now()).abs() < 600);
+    }
+    // A leaf is not a CA.
+    t.non_ca("leaf");
+    reg(&t, &["ca", "add", "leaf.crt"]).fails_naming(&["leaf.crt", "CA"]);
+    reg(&t, &["ca", "add", "missing.crt"]).fails_naming(&["missing.crt"]);
+}
+
+#[test]
+fn device_flow_crl_and_openssl_crl_check() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Fleet CA");
+    let s: Vec<String> = (1..=3)
+        .map(|i| issue_dev(&t, "CA", &format!("dev-{i}"), true))
+        .collect();
+    // The CA was registered by `issue --registry`.
+    let cas = json(reg(&t, &["ca", "list", "--json"]));
+    let ca_serial = openssl_serial(&t, "CA.crt");
+    assert_eq!(cas[0]["serial"], ca_serial.as_str());
+    assert_eq!(cas[0]["devices"], 3);
+
+    let all = json(reg(&t, &["device", "list", "--json"]));
+    let mut expected = s.clone();
+    expected.sort();
+    assert_eq!(serials(&all), expected);
+    for d in all.as_array().unwrap() {
+        let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
+        let mut want = vec![
+            "ca_serial",
+            "not_after",
+            "not_before",
+            "registered_at",
+            "serial",
+            "status",
+            "subject",
+        ];
+        want.sort();
+        assert_eq!(keys, want, "device list --json fields");
+        assert_eq!(d["status"], "active");
+        assert_eq!(d["ca_serial"], ca_serial.as_str());
+    }
+
+    // show takes the serial in any case, with colons or 0x; fields match Python's view.
+    let lower_colons: String = s[0]
+        .to_lowercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let one = json(reg(&t, &["device", "show", &lower_colons, "--json"]));
+    let info = t.cert("dev-1/client.crt");
+    assert_eq!(one["serial"], s[0].as_str());
+    assert_eq!(one["subject"], info.get("subject").as_str());
+    assert_eq!(
+        unix(one["not_after"].as_str().unwrap()),
+        info.int("not_after")
+    );
+    assert_eq!(
+        unix(one["not_before"].as_str().unwrap()),
+        info.int("not_before")
+    );
+    let by_serial = json(reg(
+        &t,
+        &[
+            "device",
+            "list",
+            "--serial",
+            &format!("0x{}", s[1]),
+            "--json",
+        ],
+    ));
+    assert_eq!(serials(&by_serial), vec![s[1].clone()]);
+    let by_ca = json(reg(
+        &t,
+        &[
+            "device",
+            "list",
+            "--ca-serial",
+            &ca_serial.to_lowercase(),
+            "--json",
+        ],
+    ));
+    assert_eq!(serials(&by_ca).len(), 3);
+    let limited = json(reg(&t, &["device", "list", "--limit", "2", "--json"]));
+    assert_eq!(limited.as_array().unwrap().len(), 2);
+
+    // Deactivate two: the CRL holds exactly those, and OpenSSL agrees.
+    reg(&t, &["device", "deactivate", &s[0]]).ok();
+    reg(&t, &["device", "deactivate", &s[1].to_lowercase()]).ok();
+    let inactive = json(reg(
+        &t,
+        &["device", "list", "--status", "inactive", "--json"],
+    ));
+    let mut held = vec![s[0].clone(), s[1].clone()];
+    held.sort();
+    assert_eq!(serials(&inactive), held);
+    assert_eq!(
+        json(reg(&t, &["device", "show", &s[0], "--json"]))["status"],
+        "inactive"
+    );
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok()
+    .no_warning();
+    let (listed, holds, n1) = openssl_crl(&t, "ca.crl", "CA.crt", "PEM");
+    assert_eq!(listed, held);
+    assert_eq!(holds, 2);
+    assert!(!openssl_crl_check(
+        &t,
+        "CA.crt",
+        "ca.crl",
+        "dev-1/client.crt"
+    ));
+    assert!(!openssl_crl_check(
+        &t,
+        "CA.crt",
+        "ca.crl",
+        "dev-2/client.crt"
+    ));
+    assert!(openssl_crl_check(
+        &t,
+        "CA.crt",
+        "ca.crl",
+        "dev-3/client.crt"
+    ));
+    // devcert verify agrees with OpenSSL.
+    t.devcert(&[
+        "verify",
+        "--ca",
+        "CA.crt",
+        "--crl",
+        "ca.crl",
+        "dev-1/client.crt",
+    ])
+    .code(3);
+
+    // An existing CRL is replaced only with --force; the old one stays intact.
+    let before = t.read("ca.crl");
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .fails_naming(&["ca.crl"]);
+    assert_eq!(t.read("ca.crl"), before);
+
+    // Activation drops the entry; the CRL number increases.
+    reg(&t, &["device", "activate", &s[0]]).ok();
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force",
+        ],
+    )
+    .ok();
+    let (listed, holds, n2) = openssl_crl(&t, "ca.crl", "CA.crt", "PEM");
+    assert_eq!(listed, vec![s[1].clone()]);
+    assert_eq!(holds, 1);
+    assert!(n2 > n1, "CRL number {n2} after {n1}");
+    assert!(openssl_crl_check(
+        &t,
+        "CA.crt",
+        "ca.crl",
+        "dev-1/client.crt"
+    ));
+    assert!(!openssl_crl_check(
+        &t,
+        "CA.crt",
+        "ca.crl",
+        "dev-2/client.crt"
+    ));
+    t.assert_mode("ca.crl", 0o644);
+
+    // DER output, read by OpenSSL as DER; number still increasing.
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "--der", "--days", "1", "-o", "ca.der",
+        ],
+    )
+    .ok();
+    let (listed, _, n3) = openssl_crl(&t, "ca.der", "CA.crt", "DER");
+    assert_eq!(listed, vec![s[1].clone()]);
+    assert!(n3 > n2);
+    let text = t.openssl_ok(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        "ca.der",
+        "-noout",
+        "-lastupdate",
+        "-nextupdate",
+    ]);
+    assert!(
+        text.contains("lastUpdate=") && text.contains("nextUpdate="),
+        "{text}"
+    );
+
+    // Delete: gone from lists, and an error to show it.
+    reg(&t, &["device", "delete", &s[2]]).ok();
+    assert_eq!(
+        serials(&json(reg(&t, &["device", "list", "--json"]))).len(),
+        2
+    );
+    reg(&t, &["device", "show", &s[2]]).fails_naming(&["reg.db", &s[2]]);
+    assert_eq!(json(reg(&t, &["ca", "list", "--json"]))[0]["devices"], 2);
+}
+
+#[test]
+fn unknown_serials_and_empty_queries() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Empty CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    let empty = json(reg(&t, &["device", "list", "--serial", "ABCDEF", "--json"]));
+    assert_eq!(empty, serde_json::json!([]));
+    let empty = json(reg(&t, &["device", "list", "--ca-serial", "01", "--json"]));
+    assert_eq!(empty, serde_json::json!([]));
+    let out = reg(&t, &["device", "list"]).ok();
+    assert!(out.stdout.is_empty());
+    for cmd in ["show", "activate", "deactivate", "delete"] {
+        reg(&t, &["device", cmd, "ab:cd:ef"]).fails_naming(&["ABCDEF", "not registered"]);
+    }
+    reg(&t, &["device", "show", "xyz"]).usage_error();
+    reg(&t, &["device", "list", "--status", "revoked"]).usage_error();
+    reg(
+        &t,
+        &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "--days", "0"],
+    )
+    .usage_error();
+    // A device whose CA is not registered cannot be added.
+    devcert_ca(&t, "other", "/CN=Other CA");
+    issue_dev(&t, "other", "stray", false);
+    reg(&t, &["device", "add", "stray/client.crt"])
+        .fails_naming(&["stray/client.crt", "not registered"]);
+    // A file that is not a registry database.
+    t.write("junk.db", vec![b'x'; 4096]);
+    t.devcert(&["registry", "--db", "junk.db", "ca", "list"])
+        .fails_naming(&["junk.db"]);
+}
+
+#[test]
+fn db_from_env_and_default_path() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Env CA");
+    t.devcert_cmd()
+        .env("DEVCERT_REGISTRY", "env.db")
+        .args(["registry", "ca", "add", "CA.crt"])
+        .run()
+        .ok();
+    assert!(t.exists("env.db"));
+    t.devcert(&["registry", "ca", "add", "CA.crt"]).ok();
+    assert!(t.exists("devcert.db"), "default ./devcert.db");
+    // --db after the subcommand wins over the variable.
+    let out = t
+        .devcert_cmd()
+        .env("DEVCERT_REGISTRY", "nowhere/x.db")
+        .args(["registry", "ca", "list", "--json", "--db", "env.db"])
+        .run()
+        .ok();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn device_add_openssl_certificates_and_duplicate_serials() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.openssl_leaf("a", "CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    reg(&t, &["device", "add", "a.crt"]).ok();
+    let serial = openssl_serial(&t, "a.crt");
+    assert_eq!(
+        serials(&json(reg(&t, &["device", "list", "--json"]))),
+        vec![serial.clone()]
+    );
+    // The same certificate again is harmless.
+    let out = reg(&t, &["device", "add", "a.crt"]).ok();
+    assert!(out.stdout_str().contains("already registered"));
+    // Another certificate with that serial is refused, by sign as by add.
+    t.ec_csr("b");
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "b.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--serial",
+        &serial,
+        "--registry",
+        "reg.db",
+        "-o",
+        "b.crt",
+    ])
+    .fails_naming(&["already registered"]);
+    t.assert_no_file("b.crt");
+    // A failed write undoes the registration: the next sign with that serial works.
+    t.write("c.crt", "keep");
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "b.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--serial",
+        "0A",
+        "--registry",
+        "reg.db",
+        "-o",
+        "c.crt",
+    ])
+    .fails_naming(&["c.crt"]);
+    assert_eq!(t.read_str("c.crt"), "keep");
+    assert_eq!(
+        serials(&json(reg(&t, &["device", "list", "--json"]))).len(),
+        1
+    );
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "b.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--serial",
+        "0A",
+        "--registry",
+        "reg.db",
+        "-o",
+        "d.crt",
+    ])
+    .ok();
+    assert_eq!(openssl_serial(&t, "d.crt"), "0A");
+    let d = json(reg(&t, &["device", "show", "0x0a", "--json"]));
+    assert_eq!(d["serial"], "0A");
+}
+
+#[test]
+fn auth_decides_as_the_broker() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Broker CA");
+    // Same name, other key: an impostor.
+    devcert_ca(&t, "fake", "/CN=Broker CA");
+    devcert_ca(&t, "other", "/CN=Unregistered CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    let s = issue_dev(&t, "CA", "dev", false);
+    issue_dev(&t, "fake", "imp", false);
+    issue_dev(&t, "other", "stray", false);
+
+    let auth = |f: &str| reg(&t, &["auth", f]);
+    // Unknown device of a registered CA: registered Active and accepted.
+    let out = auth("dev/client.crt").code(0);
+    assert!(
+        out.stdout_str().starts_with("ACCEPTED"),
+        "{}",
+        out.describe()
+    );
+    let d = json(reg(&t, &["device", "show", &s, "--json"]));
+    assert_eq!(d["status"], "active");
+    // Known and active (the chain file works as well).
+    auth("dev/client_chain.crt").code(0);
+    assert_eq!(
+        serials(&json(reg(&t, &["device", "list", "--json"]))).len(),
+        1
+    );
+    // Inactive: refused, exit 3.
+    reg(&t, &["device", "deactivate", &s]).ok();
+    let out = auth("dev/client.crt").code(3);
+    assert!(out.stdout_str().starts_with("REFUSED") && out.stdout_str().contains("inactive"));
+    reg(&t, &["device", "activate", &s]).ok();
+    auth("dev/client.crt").code(0);
+    // Deleted: registered again on the next connection.
+    reg(&t, &["device", "delete", &s]).ok();
+    let out = auth("dev/client.crt").code(0);
+    assert!(out.stdout_str().contains("registered"));
+    assert_eq!(
+        json(reg(&t, &["device", "show", &s, "--json"]))["status"],
+        "active"
+    );
+    // Unregistered CA and same-name impostor CA: refused, never registered.
+    for f in ["stray/client.crt", "imp/client_chain.crt"] {
+        let out = auth(f).code(3);
+        assert!(
+            out.stdout_str().starts_with("REFUSED"),
+            "{}",
+            out.describe()
+        );
+    }
+    assert_eq!(
+        serials(&json(reg(&t, &["device", "list", "--json"]))),
+        vec![s.clone()]
+    );
+    // OpenSSL agrees about the impostor.
+    assert!(
+        t.openssl(&["verify", "-CAfile", "CA.crt", "imp/client.crt"])
+            .code
+            != Some(0)
+    );
+    // Unreadable input is an error (exit 1), not a verdict.
+    t.write("junk.crt", "junk");
+    auth("junk.crt").fails_naming(&["junk.crt"]);
+}
+
+#[test]
+fn crl_refuses_unregistered_ca_and_warns_without_crlsign() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Not Registered");
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .fails_naming(&["CA.crt", "not registered"]);
+    t.assert_no_file("ca.crl");
+    // A CA whose keyUsage lacks cRLSign: the CRL is made, with a warning.
+    let cnf = t.min_cnf();
+    t.openssl_ok(&[
+        "req",
+        "-x509",
+        "-config",
+        &cnf,
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "nocrl.key",
+        "-out",
+        "nocrl.crt",
+        "-subj",
+        "/CN=No CRL Sign",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    reg(&t, &["ca", "add", "nocrl.crt"]).ok();
+    reg(
+        &t,
+        &[
+            "crl",
+            "--ca",
+            "nocrl.crt",
+            "--ca-key",
+            "nocrl.key",
+            "-o",
+            "n.crl",
+        ],
+    )
+    .ok()
+    .warns_about(&["cRLSign"]);
+    // The wrong key for the CA is refused before anything is written.
+    devcert_ca(&t, "other", "/CN=Other");
+    reg(
+        &t,
+        &[
+            "crl",
+            "--ca",
+            "nocrl.crt",
+            "--ca-key",
+            "other.key",
+            "-o",
+            "o.crl",
+        ],
+    )
+    .fails_naming(&["other.key"]);
+    t.assert_no_file("o.crl");
+}
+
+/// `n` processes of `sign --registry` on one fresh database, all at once.
+fn concurrent_signers(n: usize) {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Parallel CA");
+    for i in 0..n {
+        t.ec_csr(&format!("c{i}"));
+    }
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            std::process::Command::new(DEVCERT)
+                .current_dir(t.root())
+                .args([
+                    "sign",
+                    "--csr",
+                    &format!("c{i}.csr"),
+                    "--ca",
+                    "CA.crt",
+                    "--ca-key",
+                    "CA.key",
+                    "--registry",
+                    "reg.db",
+                    "-o",
+                    &format!("c{i}.crt"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn devcert")
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "signer {i} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = json(reg(&t, &["device", "list", "--json"]));
+    let mut expected: Vec<String> = (0..n)
+        .map(|i| openssl_serial(&t, &format!("c{i}.crt")))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        serials(&list),
+        expected,
+        "every signed certificate is registered"
+    );
+    let cas = json(reg(&t, &["ca", "list", "--json"]));
+    assert_eq!(cas.as_array().unwrap().len(), 1, "the CA registered once");
+    assert_eq!(cas[0]["devices"], n);
+}
+
+#[test]
+fn eight_concurrent_signers_lose_nothing() {
+    concurrent_signers(8);
+}
+
+#[test]
+fn sixteen_concurrent_signers_lose_nothing() {
+    concurrent_signers(16);
+}
+
+#[test]
+fn batch_registers_every_device_and_reruns_heal() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Batch CA");
+    // More than one registry chunk (256).
+    t.devcert(&[
+        "batch",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--count",
+        "300",
+        "--cn-prefix",
+        "b",
+        "--registry",
+        "reg.db",
+        "--out-dir",
+        "fleet",
+        "--jobs",
+        "2",
+    ])
+    .ok();
+    let manifest: Value = serde_json::from_slice(&t.read("fleet/manifest.json")).unwrap();
+    let mut from_manifest: Vec<String> = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap().to_string())
+        .collect();
+    from_manifest.sort();
+    let list = json(reg(&t, &["device", "list", "--json"]));
+    assert_eq!(serials(&list), from_manifest);
+    assert!(from_manifest.contains(&openssl_serial(&t, "fleet/b001/client.crt")));
+    // A re-run into a fresh registry registers the complete devices it skips.
+    t.devcert(&[
+        "batch",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--count",
+        "300",
+        "--cn-prefix",
+        "b",
+        "--registry",
+        "second.db",
+        "--out-dir",
+        "fleet",
+    ])
+    .ok();
+    let second = json(t.devcert(&["registry", "--db", "second.db", "device", "list", "--json"]));
+    assert_eq!(serials(&second), from_manifest);
+}
