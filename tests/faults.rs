@@ -57,6 +57,73 @@ fn sixteen_processes_signing_at_once_get_distinct_serials() {
     }
 }
 
+#[test]
+fn sixteen_processes_signing_into_one_registry_get_distinct_registered_serials() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_csr("client");
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(DEVCERT)
+                .args([
+                    "sign",
+                    "--csr",
+                    "client.csr",
+                    "--ca",
+                    "CA.crt",
+                    "--ca-key",
+                    "CA.key",
+                ])
+                .args(["--registry", "reg.db", "-o", &format!("c{i}.crt")])
+                .current_dir(t.root())
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let mut c = c;
+        let status = c.wait_timeout(Duration::from_secs(60)).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "a signer failed or hung: {err}"
+        );
+    }
+    let serials: BTreeSet<String> = (0..16)
+        .map(|i| serial_of(&t, &format!("c{i}.crt")))
+        .collect();
+    assert_eq!(serials.len(), 16, "duplicate serials: {serials:?}");
+    for i in 0..16 {
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], &format!("c{i}.crt"));
+    }
+    let out = t
+        .devcert(&["registry", "--db", "reg.db", "device", "list", "--json"])
+        .ok();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let registered: BTreeSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        registered, serials,
+        "the registry holds exactly the 16 issued serials"
+    );
+    let cas = t
+        .devcert(&["registry", "--db", "reg.db", "ca", "list", "--json"])
+        .ok();
+    let cas: serde_json::Value = serde_json::from_slice(&cas.stdout).unwrap();
+    assert_eq!(
+        cas.as_array().unwrap().len(),
+        1,
+        "the CA is registered once"
+    );
+}
+
 /// A batch killed with SIGKILL mid-run, plus devices damaged the ways a
 /// kill can leave them (a file missing, a file cut short, a file from an
 /// older attempt): the re-run redoes exactly those, and afterwards every
