@@ -316,6 +316,8 @@ fn corpus_replays_cleanly() {
             files.push(e.path());
         }
     }
+    let crashes = files.iter().filter(|f| f.starts_with(CRASHES)).count();
+    assert!(crashes >= 3, "crash corpus missing");
     assert!(files.len() >= 10, "corpus missing: {files:?}");
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
