@@ -224,8 +224,15 @@ fn a_batch_killed_mid_run_leaves_nothing_a_rerun_accepts_as_complete() {
         &format!("{stale}/client.key"),
     ]);
 
-    let out = t.devcert(&args).ok();
+    let out = t
+        .devcert_cmd()
+        .args(args)
+        .args(["--manifest-csv", "fleet.csv"])
+        .run()
+        .ok();
     println!("re-run: {}", out.stderr.trim());
+    let csv = t.read_str("fleet.csv");
+    assert_eq!(csv.lines().count(), N + 1, "{csv}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&t.read("fleet/manifest.json")).unwrap();
     let rows = manifest.as_array().expect("manifest is an array");
@@ -241,6 +248,11 @@ fn a_batch_killed_mid_run_leaves_nothing_a_rerun_accepts_as_complete() {
             row["serial"].as_str().unwrap(),
             serial,
             "{dir}: manifest serial"
+        );
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with(&format!("dev{:02},{serial},", i + 1))),
+            "{dir}: not in the CSV with serial {serial}"
         );
         assert!(serials.insert(serial), "duplicate serial in {dir}");
         let cert_pub = t.openssl_ok(&["x509", "-in", &crt, "-noout", "-pubkey"]);
