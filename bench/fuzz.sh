@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 cargo test --release --test fuzz -- --nocapture --test-threads 1 fuzz_ 2>&1 |
-    grep -E '^fuzz |panicked|failed|test result'
+    grep -E 'fuzz [a-z_]+: [0-9]|panicked|failed|test result'
