@@ -267,7 +267,9 @@ impl BatchJob<'_> {
             ..self.spec
         };
         let files = make_device(self.ca, &spec)?;
-        // A half-written device from an interrupted run is replaced.
+        // A half-written device from an interrupted run is replaced, and
+        // the temp files a killed run left in its folder go with it.
+        remove_stale_temps(&dir);
         write_device(&dir, &files, true)?;
         let cert = Certificate::from_der(&files.cert_der)
             .map_err(|e| Error::crypto("cannot read issued certificate", e))?;
@@ -329,14 +331,22 @@ fn complete_device(dir: &Path, ca: &CaSigner) -> Option<LoadedCert> {
     if !crate::chain::is_issued_by(&cert, &ca.cert) {
         return None;
     }
-    let (key, _) = PrivateKey::load(&read(PKCS8_FILE)?, &PassphraseSource::Prompt).ok()?;
     let spki = cert
         .cert
         .tbs_certificate()
         .subject_public_key_info()
         .to_der()
         .ok()?;
-    if !key.matches_spki(&spki)
+    // Both key files must hold the certificate's key: a kill between two
+    // renames, or a file left from an older attempt, fails this.
+    for file in [KEY_FILE, PKCS8_FILE] {
+        let (key, _) = PrivateKey::load(&read(file)?, &PassphraseSource::Prompt).ok()?;
+        if !key.matches_spki(&spki) {
+            return None;
+        }
+    }
+    let (csr, _) = crate::input::load_csr(&read(CSR_FILE)?).ok()?;
+    if csr.info.public_key.to_der().ok()? != spki
         || crate::input::load_certificates(&read(CHAIN_FILE)?, "")
             .ok()?
             .first()?
@@ -345,9 +355,20 @@ fn complete_device(dir: &Path, ca: &CaSigner) -> Option<LoadedCert> {
     {
         return None;
     }
-    read(CSR_FILE)?;
-    read(KEY_FILE)?;
     Some(cert)
+}
+
+/// Removes `.devcert-*` temp files (see output.rs) from a device folder
+/// this batch owns; a process killed between staging and renaming leaves
+/// them behind.
+fn remove_stale_temps(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".devcert-") && (name.ends_with(".tmp") || name.ends_with(".old")) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Where a batch writes its manifest.

@@ -95,6 +95,7 @@ fn io_reason(err: &std::io::Error) -> String {
         K::PermissionDenied => "permission denied".into(),
         K::AlreadyExists => "file exists".into(),
         K::IsADirectory => "is a directory".into(),
+        K::StorageFull => "no space left on device".into(),
         _ => {
             let s = err.to_string();
             match s.find(" (os error") {

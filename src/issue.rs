@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use der::Decode;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
+use zeroize::Zeroizing;
 
 use crate::csr::build_csr;
 use crate::digest::Digest;
@@ -38,10 +39,10 @@ pub struct DeviceSpec<'a> {
 
 /// The five files of one device, ready to write.
 pub struct DeviceFiles {
-    pub key: Vec<u8>,
+    /// The key PEM (both key files hold it), wiped when dropped.
+    pub key: Zeroizing<Vec<u8>>,
     pub csr: Vec<u8>,
     pub cert: Vec<u8>,
-    pub pkcs8: Vec<u8>,
     pub chain: Vec<u8>,
     pub cert_der: Vec<u8>,
     pub serial: SerialNumber,
@@ -74,10 +75,9 @@ pub fn make_device(ca: &CaSigner, spec: &DeviceSpec<'_>) -> Result<DeviceFiles> 
     let mut warnings = csr.warnings;
     warnings.extend(issued.warnings);
     Ok(DeviceFiles {
-        key: key_pem.to_vec(),
+        key: key_pem,
         csr: pem_encode("CERTIFICATE REQUEST", &csr.der).into_bytes(),
         cert: cert_pem.into_bytes(),
-        pkcs8: key_pem.to_vec(),
         chain: chain.into_bytes(),
         cert_der: issued.der,
         serial: issued.serial,
@@ -114,11 +114,11 @@ pub fn write_device(dir: &Path, files: &DeviceFiles, force: bool) -> Result<()> 
 
 fn stage_all(dir: &Path, f: &DeviceFiles) -> Result<Vec<Staged>> {
     [
-        (KEY_FILE, &f.key, Mode::Secret),
-        (CSR_FILE, &f.csr, Mode::Public),
-        (CERT_FILE, &f.cert, Mode::Public),
-        (PKCS8_FILE, &f.pkcs8, Mode::Secret),
-        (CHAIN_FILE, &f.chain, Mode::Public),
+        (KEY_FILE, f.key.as_slice(), Mode::Secret),
+        (CSR_FILE, f.csr.as_slice(), Mode::Public),
+        (CERT_FILE, f.cert.as_slice(), Mode::Public),
+        (PKCS8_FILE, f.key.as_slice(), Mode::Secret),
+        (CHAIN_FILE, f.chain.as_slice(), Mode::Public),
     ]
     .into_iter()
     .map(|(name, data, mode)| stage(&dir.join(name), data, mode))

@@ -35,6 +35,8 @@ enum Kind {
     Profile,
     /// Device names, one a line (text).
     Names,
+    /// Anything devcert can show (`inspect`).
+    Any,
 }
 
 impl Kind {
@@ -390,6 +392,119 @@ const TARGETS: &[Target] = &[
         valid: "CA.crl",
         args: &["verify", "--ca", "CA.crt", "--crl", "@", "client.crt"],
     },
+    Target {
+        name: "p12 --key",
+        kind: Kind::Key,
+        valid: "client.key",
+        args: &[
+            "p12",
+            "--key",
+            "@",
+            "--cert",
+            "client.crt",
+            "--chain",
+            "CA.crt",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
+    Target {
+        name: "p12 --cert",
+        kind: Kind::Certs,
+        valid: "client.crt",
+        args: &[
+            "p12",
+            "--key",
+            "client.key",
+            "--cert",
+            "@",
+            "--chain",
+            "CA.crt",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
+    Target {
+        name: "p12 --chain",
+        kind: Kind::Certs,
+        valid: "CA.crt",
+        args: &[
+            "p12",
+            "--key",
+            "client.key",
+            "--cert",
+            "client.crt",
+            "--chain",
+            "@",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "OUT/x.p12",
+        ],
+    },
+    Target {
+        name: "inspect FILE",
+        kind: Kind::Any,
+        valid: "client.crt",
+        args: &["inspect", "@"],
+    },
+    Target {
+        name: "registry ca add",
+        kind: Kind::Cert,
+        valid: "CA.crt",
+        args: &["registry", "--db", "OUT/new.db", "ca", "add", "@"],
+    },
+    // `OUT/reg.db`: a fresh copy of `reg.db`, which knows CA.crt, per case.
+    Target {
+        name: "registry device add",
+        kind: Kind::Cert,
+        valid: "client.crt",
+        args: &["registry", "--db", "OUT/reg.db", "device", "add", "@"],
+    },
+    Target {
+        name: "registry auth",
+        kind: Kind::Certs,
+        valid: "client.crt",
+        args: &["registry", "--db", "OUT/reg.db", "auth", "@"],
+    },
+    Target {
+        name: "registry crl --ca",
+        kind: Kind::Cert,
+        valid: "CA.crt",
+        args: &[
+            "registry",
+            "--db",
+            "OUT/reg.db",
+            "crl",
+            "--ca",
+            "@",
+            "--ca-key",
+            "CA.key",
+            "-o",
+            "OUT/x.crl",
+        ],
+    },
+    Target {
+        name: "registry crl --ca-key",
+        kind: Kind::Key,
+        valid: "CA.key",
+        args: &[
+            "registry",
+            "--db",
+            "OUT/reg.db",
+            "crl",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "@",
+            "-o",
+            "OUT/x.crl",
+        ],
+    },
 ];
 
 /// The inputs every argument is fed.
@@ -437,6 +552,7 @@ fn expectation(kind: Kind, variant: Variant) -> Option<Expect> {
     use Variant::*;
     Some(match variant {
         Crlf => Expect::Works,
+        WrongKindPem | WrongKindDer | SeveralBlocks if kind == Kind::Any => Expect::Works,
         Der | PemNamedDer if kind.is_text() => return None,
         Der | PemNamedDer => Expect::Works,
         SeveralBlocks if matches!(kind, Kind::Certs | Kind::Crl) => Expect::Works,
@@ -472,6 +588,7 @@ fn fixtures(t: &TestDir) {
     t.seed_configs();
     t.openssl_sign("client.csr", "CA", "client.crt", None);
     t.write("names.txt", "dev-1\n# comment\ndev-2\n");
+    t.write("pw", "matrix passphrase\n");
     t.write("index.txt", "");
     t.write("crlnumber", "01\n");
     t.write(
@@ -494,13 +611,15 @@ fn fixtures(t: &TestDir) {
         random_bytes(5 * 1024 * 1024, 0x9E37_79B9_7F4A_7C15),
     );
     std::fs::create_dir(t.path("a-directory")).unwrap();
+    t.devcert(&["registry", "--db", "reg.db", "ca", "add", "CA.crt"])
+        .ok();
 }
 
 /// A PEM file of another kind, and a DER file of another kind.
 fn wrong_kind(kind: Kind) -> (&'static str, &'static str) {
     match kind {
         Kind::Key => ("client.crt", "client.crt.der"),
-        Kind::Cert | Kind::Certs => ("client.key", "client.csr.der"),
+        Kind::Cert | Kind::Certs | Kind::Any => ("client.key", "client.csr.der"),
         Kind::Csr => ("client.crt", "client.key.der"),
         Kind::Crl => ("client.crt", "client.crt.der"),
         Kind::Config | Kind::Profile | Kind::Names => ("client.crt", "client.crt.der"),
@@ -707,6 +826,9 @@ fn every_file_argument_survives_every_bad_input() {
             let input = make_input(&t, target, variant, cases);
             let out_dir = format!("case-{cases}");
             std::fs::create_dir(t.path(&out_dir)).unwrap();
+            if target.args.contains(&"OUT/reg.db") {
+                std::fs::copy(t.path("reg.db"), t.path(&format!("{out_dir}/reg.db"))).unwrap();
+            }
             let args: Vec<String> = target
                 .args
                 .iter()
@@ -828,5 +950,38 @@ fn inputs_over_the_cap_are_refused_without_reading_them_whole() {
             format!("error: cannot read input ({label}): larger than 10 MiB")
         );
         t.assert_no_file("x.key");
+    }
+}
+
+/// A registry path that is not a registry: one clear error, nothing
+/// written over it.
+#[test]
+fn a_registry_db_that_is_not_a_database_is_a_clear_error() {
+    let t = TestDir::new();
+    fixtures(&t);
+    t.write("garbage.db", random_bytes(8192, 7));
+    for db in ["garbage.db", "CA.crt", "a-directory", "big.bin"] {
+        let before = t.listing();
+        for args in [
+            vec!["registry", "--db", db, "ca", "list"],
+            vec!["registry", "--db", db, "ca", "add", "CA.crt"],
+            vec![
+                "sign",
+                "--csr",
+                "client.csr",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "--registry",
+                db,
+                "-o",
+                "x.crt",
+            ],
+        ] {
+            let out = t.devcert(&args).fails_naming(&[db]);
+            println!("{}", out.error_line());
+        }
+        t.assert_unchanged(&before);
     }
 }

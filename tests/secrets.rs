@@ -43,6 +43,8 @@ fn setup(t: &TestDir) {
         "-out",
         "CA.scrypt.key",
     ]);
+    t.devcert(&["registry", "--db", "reg.db", "ca", "add", "CA.crt"])
+        .ok();
 }
 
 #[track_caller]
@@ -211,6 +213,27 @@ fn encrypted_ca_keys_are_accepted_by_sign_ca_issue_and_batch() {
             t.assert_openssl_verify(&["-CAfile", "CA.crt"], &cert);
         }
     }
+    // registry crl signs with the encrypted key too; OpenSSL checks the CRL.
+    for key in ["CA.enc.key", "CA.scrypt.key"] {
+        t.devcert(&[
+            "registry",
+            "--db",
+            "reg.db",
+            "crl",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            key,
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "ca.crl",
+            "--force",
+        ])
+        .ok();
+        let out = t.openssl_ok(&["crl", "-in", "ca.crl", "-CAfile", "CA.crt", "-noout"]);
+        assert!(out.contains("verify OK"), "{out}");
+    }
     // The passphrase may also come from the environment.
     t.devcert_cmd()
         .env("CA_PASS", PASS)
@@ -283,6 +306,9 @@ fn ca_key_readers(key: &str) -> Vec<Vec<String>> {
             "xf",
             "--ca-key",
             key,
+        ]),
+        v(&[
+            "registry", "--db", "reg.db", "crl", "--ca", "CA.crt", "-o", "x.crl", "--ca-key", key,
         ]),
         v(&["pkcs8", key, "-o", "x.key"]),
         v(&["csr", "--subject", "/CN=x", "-o", "x.csr", "--key", key]),

@@ -147,14 +147,17 @@ pub fn run(a: BatchArgs) -> Result<()> {
             &e,
         )
     })?;
+    // The CSV too: a killed run leaves no half CSV under its name.
     let mut csv = match &a.manifest_csv {
         Some(p) => {
-            let mut f =
-                BufWriter::new(std::fs::File::create(p).map_err(|e| {
-                    Error::io("cannot write manifest", p.display().to_string(), &e)
-                })?);
-            writeln!(f, "cn,serial,not_after,sha256_fingerprint,dir")
-                .map_err(|e| Error::io("cannot write manifest", p.display().to_string(), &e))?;
+            let err =
+                |e: std::io::Error| Error::io("cannot write manifest", p.display().to_string(), &e);
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            let mut f = BufWriter::new(tempfile::NamedTempFile::new_in(dir).map_err(err)?);
+            writeln!(f, "cn,serial,not_after,sha256_fingerprint,dir").map_err(err)?;
             Some(f)
         }
         None => None,
@@ -189,9 +192,12 @@ pub fn run(a: BatchArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let summary = result?;
-    if let Some(mut c) = csv {
-        c.flush()
-            .map_err(|e| Error::io("cannot write manifest", "csv", &e))?;
+    if let (Some(c), Some(p)) = (csv, &a.manifest_csv) {
+        let err =
+            |e: std::io::Error| Error::io("cannot write manifest", p.display().to_string(), &e);
+        let temp = c.into_inner().map_err(|e| err(e.into_error()))?;
+        let bytes = std::fs::read(temp.path()).map_err(err)?;
+        commit(stage(p, &bytes, Mode::Public)?, true)?;
     }
     let bytes = std::fs::read(manifest.path()).map_err(|e| {
         Error::io(

@@ -1,0 +1,387 @@
+//! Concurrency and faults (issue 6, item 6): processes signing at once, a
+//! batch killed with SIGKILL and re-run, a full disk.
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wait_timeout::ChildExt;
+
+fn serial_of(t: &TestDir, cert: &str) -> String {
+    t.openssl_ok(&["x509", "-in", cert, "-noout", "-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string()
+}
+
+#[test]
+fn sixteen_processes_signing_at_once_get_distinct_serials() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_csr("client");
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(DEVCERT)
+                .args([
+                    "sign",
+                    "--csr",
+                    "client.csr",
+                    "--ca",
+                    "CA.crt",
+                    "--ca-key",
+                    "CA.key",
+                ])
+                .args(["-o", &format!("c{i}.crt")])
+                .current_dir(t.root())
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        let status = c.wait_timeout(Duration::from_secs(60)).unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "a signer failed or hung"
+        );
+    }
+    let serials: BTreeSet<String> = (0..16)
+        .map(|i| serial_of(&t, &format!("c{i}.crt")))
+        .collect();
+    assert_eq!(serials.len(), 16, "duplicate serials: {serials:?}");
+    for i in 0..16 {
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], &format!("c{i}.crt"));
+    }
+}
+
+#[test]
+fn sixteen_processes_signing_into_one_registry_get_distinct_registered_serials() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_csr("client");
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(DEVCERT)
+                .args([
+                    "sign",
+                    "--csr",
+                    "client.csr",
+                    "--ca",
+                    "CA.crt",
+                    "--ca-key",
+                    "CA.key",
+                ])
+                .args(["--registry", "reg.db", "-o", &format!("c{i}.crt")])
+                .current_dir(t.root())
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let mut c = c;
+        let status = c.wait_timeout(Duration::from_secs(60)).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "a signer failed or hung: {err}"
+        );
+    }
+    let serials: BTreeSet<String> = (0..16)
+        .map(|i| serial_of(&t, &format!("c{i}.crt")))
+        .collect();
+    assert_eq!(serials.len(), 16, "duplicate serials: {serials:?}");
+    for i in 0..16 {
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], &format!("c{i}.crt"));
+    }
+    let out = t
+        .devcert(&["registry", "--db", "reg.db", "device", "list", "--json"])
+        .ok();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let registered: BTreeSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        registered, serials,
+        "the registry holds exactly the 16 issued serials"
+    );
+    let cas = t
+        .devcert(&["registry", "--db", "reg.db", "ca", "list", "--json"])
+        .ok();
+    let cas: serde_json::Value = serde_json::from_slice(&cas.stdout).unwrap();
+    assert_eq!(
+        cas.as_array().unwrap().len(),
+        1,
+        "the CA is registered once"
+    );
+}
+
+/// A batch killed with SIGKILL mid-run, plus devices damaged the ways a
+/// kill can leave them (a file missing, a file cut short, a file from an
+/// older attempt): the re-run redoes exactly those, and afterwards every
+/// device verifies with openssl, its key is its certificate's, and the
+/// manifest lists each device once with the serial on disk.
+#[test]
+fn a_batch_killed_mid_run_leaves_nothing_a_rerun_accepts_as_complete() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    const N: usize = 12;
+    let args = [
+        "batch",
+        "--algo",
+        "rsa:2048",
+        "--count",
+        "12",
+        "--cn-prefix",
+        "dev",
+        "--jobs",
+        "2",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--out-dir",
+        "fleet",
+    ];
+    let mut child = Command::new(DEVCERT)
+        .args(args)
+        .current_dir(t.root())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once a few devices are on disk (or give up waiting after 60 s).
+    let start = Instant::now();
+    let devices = |t: &TestDir| {
+        std::fs::read_dir(t.path("fleet"))
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    while devices(&t) < 7 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    println!(
+        "killed after {:.2} s with {} device folders{}",
+        start.elapsed().as_secs_f64(),
+        devices(&t),
+        if finished_early {
+            " (it had already finished)"
+        } else {
+            ""
+        }
+    );
+    assert!(
+        !finished_early,
+        "the batch finished before it could be killed"
+    );
+    assert!(
+        !t.exists("fleet/manifest.json"),
+        "a killed run must not leave a manifest"
+    );
+
+    // Damage complete devices the ways an interrupted run can leave them.
+    let complete: Vec<String> = (1..=N)
+        .map(|i| format!("fleet/dev{i:02}"))
+        .filter(|d| {
+            [
+                "client.key",
+                "client.csr",
+                "client.crt",
+                "client_pkcs8.key",
+                "client_chain.crt",
+            ]
+            .iter()
+            .all(|f| t.exists(&format!("{d}/{f}")))
+        })
+        .collect();
+    assert!(
+        complete.len() >= 3,
+        "expected a few complete devices: {complete:?}"
+    );
+    let (missing, cut, stale) = (&complete[0], &complete[1], &complete[2]);
+    std::fs::remove_file(t.path(&format!("{missing}/client_chain.crt"))).unwrap();
+    let crt = t.read(&format!("{cut}/client.crt"));
+    t.write(&format!("{cut}/client.crt"), &crt[..crt.len() / 2]);
+    // A certificate from an older attempt next to a newer key.
+    t.openssl_ok(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &format!("{stale}/client.key"),
+    ]);
+
+    let out = t
+        .devcert_cmd()
+        .args(args)
+        .args(["--manifest-csv", "fleet.csv"])
+        .run()
+        .ok();
+    println!("re-run: {}", out.stderr.trim());
+    let csv = t.read_str("fleet.csv");
+    assert_eq!(csv.lines().count(), N + 1, "{csv}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&t.read("fleet/manifest.json")).unwrap();
+    let rows = manifest.as_array().expect("manifest is an array");
+    assert_eq!(rows.len(), N);
+    let mut serials = BTreeSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let dir = format!("fleet/dev{:02}", i + 1);
+        assert_eq!(row["cn"], format!("dev{:02}", i + 1));
+        let crt = format!("{dir}/client.crt");
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], &crt);
+        let serial = serial_of(&t, &crt);
+        assert_eq!(
+            row["serial"].as_str().unwrap(),
+            serial,
+            "{dir}: manifest serial"
+        );
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with(&format!("dev{:02},{serial},", i + 1))),
+            "{dir}: not in the CSV with serial {serial}"
+        );
+        assert!(serials.insert(serial), "duplicate serial in {dir}");
+        let cert_pub = t.openssl_ok(&["x509", "-in", &crt, "-noout", "-pubkey"]);
+        for key in ["client.key", "client_pkcs8.key"] {
+            let key_pub = t.openssl_ok(&["pkey", "-in", &format!("{dir}/{key}"), "-pubout"]);
+            assert_eq!(
+                key_pub, cert_pub,
+                "{dir}/{key} is not the certificate's key"
+            );
+        }
+        let chain = t.read_str(&format!("{dir}/client_chain.crt"));
+        assert!(
+            chain.starts_with(&t.read_str(&crt)),
+            "{dir}: chain does not start with the leaf"
+        );
+        for damaged in [missing, cut, stale] {
+            if &dir == damaged {
+                assert_eq!(row["status"], "issued", "{dir} was damaged, must be redone");
+            }
+        }
+        let temps: Vec<_> = std::fs::read_dir(t.path(&dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "{dir}: temp files left after the re-run: {temps:?}"
+        );
+    }
+    let skipped = rows.iter().filter(|r| r["status"] == "skipped").count();
+    println!(
+        "re-run kept {skipped} complete devices and issued {}",
+        N - skipped
+    );
+    assert_eq!(
+        skipped,
+        complete.len() - 3,
+        "undamaged complete devices are kept"
+    );
+}
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills up mid-write (a 64 KiB tmpfs, mostly filled): a clear
+/// error naming the file, and none of the files of the call left behind.
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_no_partial_files() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let mnt = t.path("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::piped())
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            println!(
+                "skipped: cannot mount a tmpfs ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            println!("skipped: cannot run mount ({e})");
+            return;
+        }
+    }
+    let _guard = Mount(mnt.clone());
+    // Leave about 6 KiB: room for the first files of an RSA-4096 device,
+    // not all five (about 12 KiB).
+    let mut size = 64 * 1024 - 6 * 1024;
+    loop {
+        match std::fs::write(mnt.join("filler"), vec![0u8; size]) {
+            Ok(()) => break,
+            Err(_) if size > 4096 => size -= 4096,
+            Err(e) => panic!("cannot fill the tmpfs: {e}"),
+        }
+    }
+    let before = t.listing();
+    let out = t
+        .devcert(&[
+            "issue",
+            "--algo",
+            "rsa:4096",
+            "--cn",
+            "d",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--out-dir",
+            "small/dev",
+        ])
+        .fails_naming(&["small/dev", "no space left on device"]);
+    println!("issue on a full disk: {}", out.error_line());
+    t.assert_unchanged(&before);
+
+    // The same for single-file writers, once there is no room at all.
+    let free = 64 * 1024 - size;
+    std::fs::write(mnt.join("filler2"), vec![0u8; free]).ok();
+    let before = t.listing();
+    for args in [
+        &["key", "--algo", "rsa:4096", "-o", "small/k.key"][..],
+        &[
+            "ca",
+            "--subject",
+            "/CN=R",
+            "--key-out",
+            "small/ca.key",
+            "-o",
+            "small/ca.crt",
+        ],
+    ] {
+        let out = t
+            .devcert(args)
+            .fails_naming(&["small/", "no space left on device"]);
+        println!("{} on a full disk: {}", args[0], out.error_line());
+    }
+    t.assert_unchanged(&before);
+}
