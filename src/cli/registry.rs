@@ -10,7 +10,7 @@ use devcert::registry::auth::{Decision, authorize};
 use devcert::registry::crl::{build_crl, write_crl};
 use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, normalize_serial};
 
-use super::{PassArgs, load_ca, read_input, warn_all};
+use super::{PassArgs, load_ca, print_json, quiet, read_input, warn_all};
 
 /// Device-certificate registry: CAs, devices, broker decisions and CRLs
 #[derive(Args)]
@@ -34,25 +34,37 @@ pub struct RegistryArgs {
 #[derive(Subcommand)]
 enum RegistryCommand {
     /// Register and list CAs
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert registry ca list --json"
+    )]
     Ca(CaCommand),
     /// Register, find, activate, deactivate and delete device certificates
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  devcert registry device list --status inactive\n  devcert registry device deactivate 4B1C..."
+    )]
     Device(DeviceCommand),
     /// Decide as the broker does on connect (exit 0 accepted, 3 refused)
+    #[command(after_help = "Examples:\n  devcert registry auth client-test/client_chain.crt")]
     Auth(AuthArgs),
     /// Write the CRL of a CA's inactive devices (reason certificateHold)
+    #[command(
+        after_help = "Examples:\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
+    )]
     Crl(CrlArgs),
 }
 
 #[derive(Subcommand)]
 enum CaCommand {
     /// Register a CA certificate
+    #[command(after_help = "Examples:\n  devcert registry ca add CA.crt")]
     Add {
         #[arg(value_name = "CA.crt")]
         file: String,
     },
     /// List registered CAs with their device counts
+    #[command(after_help = "Examples:\n  devcert registry ca list --json")]
     List {
         #[arg(long)]
         json: bool,
@@ -62,13 +74,18 @@ enum CaCommand {
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Register a device certificate (its CA must be registered)
+    #[command(after_help = "Examples:\n  devcert registry device add client-test/client.crt")]
     Add {
         #[arg(value_name = "CERT")]
         file: String,
     },
     /// List devices, filtered
+    #[command(
+        after_help = "Examples:\n  devcert registry device list\n  devcert registry device list --serial 4B1C...   # one device\n  devcert registry device list --ca-serial 5A3F... --status active --json"
+    )]
     List(ListArgs),
     /// Show one device
+    #[command(after_help = "Examples:\n  devcert registry device show 4B1C... --json")]
     Show {
         #[arg(value_parser = normalize_serial)]
         serial: String,
@@ -76,16 +93,23 @@ enum DeviceCommand {
         json: bool,
     },
     /// Let a device connect again (drops it from the next CRL)
+    #[command(
+        after_help = "Examples:\n  devcert registry device activate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+    )]
     Activate {
         #[arg(value_parser = normalize_serial)]
         serial: String,
     },
     /// Keep a device off the broker (certificateHold in the next CRL)
+    #[command(
+        after_help = "Examples:\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+    )]
     Deactivate {
         #[arg(value_parser = normalize_serial)]
         serial: String,
     },
     /// Forget a device (`auth` registers it again on its next connection)
+    #[command(after_help = "Examples:\n  devcert registry device delete 4B1C...")]
     Delete {
         #[arg(value_parser = normalize_serial)]
         serial: String,
@@ -271,13 +295,6 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::crypto("cannot encode JSON", e))?;
-    text.push('\n');
-    devcert::output::write_stdout(text.as_bytes())
-}
-
 fn crl(db: &str, a: CrlArgs) -> Result<()> {
     // Refuse an existing output before a CRL number is used up.
     devcert::output::refuse_existing(&a.out.out, a.out.force)?;
@@ -286,7 +303,7 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     let crl = build_crl(&mut reg, &ca, a.days)?;
     warn_all(&crl.warnings);
     write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;
-    if a.out.out != "-" {
+    if a.out.out != "-" && !quiet() {
         eprintln!(
             "crl: CRL number {} with {} held device(s), valid {} days, written to {}",
             crl.number,
