@@ -968,7 +968,7 @@ fn provision_script_issues_verifies_and_reports_with_exit_codes() {
         before == keys_and_certs(&t),
         "a re-run changed device files"
     );
-    // A verification NO is exit 3 with the devices named on stdout...
+    // A verification NO is exit 3 with the devices named on stdout.
     let late = Cmd::new(t.root(), "bash")
         .args([&script, "names.txt", "out"])
         .env("DEVCERT", DEVCERT)
@@ -984,7 +984,21 @@ fn provision_script_issues_verifies_and_reports_with_exit_codes() {
             .unwrap()
             .contains("expired")
     );
-    // ... and an error (unreadable names file) is exit 1, no report.
+    // With REGISTRY, the fleet lands in the registry, Active.
+    Cmd::new(t.root(), "bash")
+        .args([&script, "names.txt", "out2"])
+        .env("DEVCERT", DEVCERT)
+        .env("REGISTRY", "fleet.db")
+        .run()
+        .ok();
+    let rows = json(
+        &t.devcert(&["registry", "--db", "fleet.db", "device", "list", "--json"])
+            .ok(),
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "active"), "{rows:?}");
+    // An error (unreadable names file) is exit 1, with no report.
     let broken = example(&t, "bash", &[&script, "missing.txt", "out"]).code(1);
     assert!(broken.stdout.is_empty(), "{}", broken.describe());
     assert!(
@@ -1124,6 +1138,9 @@ fn makefile_provisions_devices_with_make_j4_and_deactivates_through_the_crl() {
     make(&["activate", "DEVICE=gw-02"]).ok();
     check("gw-02").ok();
     make(&["deactivate"]).code(2);
+    make(&["deactivate", "DEVICE=gw-99"])
+        .code(2)
+        .stderr_has("no device gw-99");
 }
 
 /// A Mosquitto broker started for one test, stopped (by its own PID) when
