@@ -33,7 +33,11 @@ fn describe(c: &LoadedCert) -> String {
 }
 
 /// Checks (or with `sort`, finds) the leaf-to-root order of `certs`.
-pub fn order_chain(certs: Vec<LoadedCert>, sort: bool) -> Result<Vec<LoadedCert>> {
+/// A certificate given twice (`chain leaf+CA.pem CA.crt`) is kept once:
+/// a self-signed CA "signs itself" and would otherwise pass as a link.
+pub fn order_chain(mut certs: Vec<LoadedCert>, sort: bool) -> Result<Vec<LoadedCert>> {
+    let mut seen = std::collections::HashSet::new();
+    certs.retain(|c| seen.insert(c.der.clone()));
     if certs.is_empty() {
         return Err(Error::new(
             ErrorKind::Parse,

@@ -49,6 +49,10 @@ impl Input {
                     Error::new(ErrorKind::Io, what, "is a directory, not a file").file(path),
                 );
             }
+            // A regular file says its size: refuse without reading a byte.
+            if meta.len() > MAX_INPUT_BYTES {
+                return Err(too_large(path));
+            }
             file.take(MAX_INPUT_BYTES + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| Error::io(what, path, &e))?;
@@ -59,10 +63,7 @@ impl Input {
             path.to_string()
         };
         if bytes.len() as u64 > MAX_INPUT_BYTES {
-            return Err(
-                Error::parse(what, format!("larger than {} MiB", MAX_INPUT_BYTES >> 20))
-                    .file(label),
-            );
+            return Err(too_large(&label));
         }
         if bytes.is_empty() {
             return Err(Error::parse(what, "file is empty").file(label));
@@ -75,6 +76,11 @@ impl Input {
             label: label.into(),
             bytes,
         }
+    }
+
+    /// Overwrites the bytes (a private key file's, once it is loaded).
+    pub fn wipe(mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
     }
 
     /// Whether the input looks like PEM text rather than DER.
@@ -125,6 +131,14 @@ impl Input {
     }
 }
 
+fn too_large(label: &str) -> Error {
+    Error::parse(
+        "cannot read input",
+        format!("larger than {} MiB", MAX_INPUT_BYTES >> 20),
+    )
+    .file(label)
+}
+
 fn pem_reason(e: &pem::PemError) -> String {
     match e {
         pem::PemError::MissingEndTag | pem::PemError::MalformedFraming => {
@@ -151,6 +165,38 @@ pub fn describe_tag(tag: &str) -> String {
         "PUBLIC KEY" | "RSA PUBLIC KEY" => "a public key".into(),
         "X509 CRL" => "a CRL".into(),
         other => format!("a '{other}' PEM block"),
+    }
+}
+
+/// What a DER object of unknown kind is, for "expected X, found Y"
+/// messages when the bytes do not parse as what was expected.
+pub fn describe_der(der: &[u8]) -> Option<&'static str> {
+    if Certificate::from_der(der).is_ok() {
+        Some("a certificate (DER)")
+    } else if CertReq::from_der(der).is_ok() {
+        Some("a certificate signing request (DER)")
+    } else if <x509_cert::crl::CertificateList>::from_der(der).is_ok() {
+        Some("a CRL (DER)")
+    } else if pkcs8::PrivateKeyInfoRef::from_der(der).is_ok()
+        || pkcs8::EncryptedPrivateKeyInfoRef::from_der(der).is_ok()
+        || sec1::EcPrivateKey::from_der(der).is_ok()
+    {
+        Some("a private key (DER)")
+    } else if spki::SubjectPublicKeyInfoRef::from_der(der).is_ok() {
+        Some("a public key (DER)")
+    } else {
+        None
+    }
+}
+
+/// The reason a block did not parse as `expected`: what it is instead when
+/// that can be told, else the parser's own words after `fallback`.
+pub fn not_a(expected: &str, block: &Block, fallback: &str, err: impl std::fmt::Display) -> String {
+    match (&block.tag, describe_der(&block.der)) {
+        (None, Some(found)) if !found.starts_with(expected) => {
+            format!("expected {expected}, found {found}")
+        }
+        _ => format!("{fallback} ({err})"),
     }
 }
 
@@ -189,7 +235,8 @@ pub fn load_certificates(input: &Input, what: &str) -> Result<Vec<LoadedCert>> {
             input.label.clone()
         };
         let cert = Certificate::from_der(&block.der).map_err(|e| {
-            Error::parse(what, format!("not a valid X.509 certificate ({e})")).file(&label)
+            let why = not_a("a certificate", &block, "not a valid X.509 certificate", e);
+            Error::parse(what, why).file(&label)
         })?;
         out.push(LoadedCert {
             cert,
@@ -242,7 +289,13 @@ pub fn load_csr(input: &Input) -> Result<(CertReq, Vec<u8>)> {
         .file(&input.label));
     }
     let csr = CertReq::from_der(&block.der).map_err(|e| {
-        Error::parse(what, format!("not a valid PKCS#10 request ({e})")).file(&input.label)
+        let why = not_a(
+            "a certificate signing request",
+            block,
+            "not a valid PKCS#10 request",
+            e,
+        );
+        Error::parse(what, why).file(&input.label)
     })?;
     Ok((csr, block.der.clone()))
 }

@@ -341,14 +341,14 @@ impl PrivateKey {
         let what = "cannot read private key";
         let label = &input.label;
         let fail = |why: String| Error::parse(what, why).file(label.clone());
-        let blocks = input.blocks().map_err(|e| Error {
+        let blocks = WipedBlocks(input.blocks().map_err(|e| Error {
             what: what.into(),
             ..e
-        })?;
+        })?);
         // OpenSSL's `ecparam -genkey` writes an EC PARAMETERS block first.
         let mut curve_hint = None;
         let mut keys = Vec::new();
-        for b in &blocks {
+        for b in &blocks.0 {
             match b.tag.as_deref() {
                 Some("EC PARAMETERS") => {
                     curve_hint = ObjectIdentifier::from_der(&b.der)
@@ -394,8 +394,12 @@ impl PrivateKey {
             Some("ENCRYPTED PRIVATE KEY") => KeyEncoding::EncryptedPkcs8,
             Some("EC PRIVATE KEY") => KeyEncoding::Sec1,
             Some("RSA PRIVATE KEY") => KeyEncoding::Pkcs1,
-            _ => sniff_der(&der)
-                .ok_or_else(|| fail("not a private key (PKCS#8, SEC1 or PKCS#1)".into()))?,
+            _ => sniff_der(&der).ok_or_else(|| {
+                fail(match crate::input::describe_der(&der) {
+                    Some(found) => format!("expected a private key, found {found}"),
+                    None => "not a private key (PKCS#8, SEC1 or PKCS#1)".into(),
+                })
+            })?,
         };
         if encoding == KeyEncoding::EncryptedPkcs8 {
             let key = decrypt_pkcs8(&der, pass, label)?;
@@ -507,6 +511,17 @@ impl PrivateKey {
     /// Whether `spki_der` is this key's public key.
     pub fn matches_spki(&self, spki_der: &[u8]) -> bool {
         self.spki == spki_der
+    }
+}
+
+/// The decoded blocks of a key file, wiped when dropped.
+struct WipedBlocks(Vec<crate::input::Block>);
+
+impl Drop for WipedBlocks {
+    fn drop(&mut self) {
+        for b in &mut self.0 {
+            zeroize::Zeroize::zeroize(&mut b.der);
+        }
     }
 }
 
@@ -632,6 +647,13 @@ fn decrypt_pkcs8(der: &[u8], pass: &PassphraseSource, label: &str) -> Result<Pri
             "convert it first: openssl pkcs8 -topk8 -v2 aes-256-cbc -in {label} -out key.p8"
         )));
     }
+    if let Some(params) = enc.encryption_algorithm.pbes2() {
+        check_kdf_cost(&params.kdf).map_err(|why| {
+            Error::parse(what, why)
+                .file(label)
+                .hint("re-encrypt it with devcert pkcs8 --encrypt (PBKDF2, 600000 rounds)")
+        })?;
+    }
     let pw = pass
         .read(&format!("private key {label}"), false)
         .map_err(|e| e.file(label))?;
@@ -646,6 +668,46 @@ fn decrypt_pkcs8(der: &[u8], pass: &PassphraseSource, label: &str) -> Result<Pri
         other => Error::parse(what, format!("cannot decrypt: {other}")).file(label),
     })?;
     PrivateKey::from_pkcs8_der(doc.as_bytes()).map_err(|why| Error::parse(what, why).file(label))
+}
+
+/// PBKDF2 rounds accepted in a key file: 16x what `--encrypt` writes, a
+/// few seconds of work. A hostile file naming 4 billion must not hang us.
+pub const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+/// scrypt memory (128 * N * r * p bytes) accepted in a key file: 8x
+/// OpenSSL's default (N=16384, r=8, p=1 is 16 MiB).
+pub const MAX_SCRYPT_BYTES: u64 = 128 << 20;
+
+/// Refuses key-derivation parameters that would take absurd time or memory
+/// (or that the KDF itself cannot take: scrypt N must be a power of two).
+fn check_kdf_cost(kdf: &pkcs8::pkcs5::pbes2::Kdf) -> Result<(), String> {
+    if let Some(p) = kdf.pbkdf2()
+        && p.iteration_count > MAX_PBKDF2_ROUNDS
+    {
+        return Err(format!(
+            "its PBKDF2 iteration count {} is over the limit of {MAX_PBKDF2_ROUNDS}",
+            p.iteration_count
+        ));
+    }
+    if let Some(p) = kdf.scrypt() {
+        let n = p.cost_parameter;
+        if n < 2 || !n.is_power_of_two() || p.block_size == 0 || p.parallelization == 0 {
+            return Err(format!(
+                "invalid scrypt parameters (N={n}, r={}, p={})",
+                p.block_size, p.parallelization
+            ));
+        }
+        let bytes =
+            128u128 * u128::from(n) * u128::from(p.block_size) * u128::from(p.parallelization);
+        if bytes > u128::from(MAX_SCRYPT_BYTES) {
+            return Err(format!(
+                "its scrypt cost (N={n}, r={}, p={}) needs more than {} MiB",
+                p.block_size,
+                p.parallelization,
+                MAX_SCRYPT_BYTES >> 20
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The SubjectPublicKeyInfo's algorithm as a [`KeyAlgo`], if supported.
@@ -719,6 +781,62 @@ mod tests {
             assert_eq!(back.spki_der(), key.spki_der());
         }
         assert!(key.encode(KeyFormat::Pkcs1, true, None).is_err());
+    }
+
+    /// An encrypted key whose KDF parameters are `kdf`; the ciphertext is
+    /// junk, so only a check before decryption can answer sensibly.
+    fn encrypted_with(kdf: pkcs8::pkcs5::pbes2::Kdf) -> Input {
+        use pkcs8::pkcs5::pbes2;
+        let params = pbes2::Parameters {
+            kdf,
+            encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: [7; 16] },
+        };
+        let der = pkcs8::EncryptedPrivateKeyInfoRef {
+            encryption_algorithm: params.into(),
+            encrypted_data: der::asn1::OctetStringRef::new(&[0u8; 48]).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        Input::from_bytes("hostile.key", der)
+    }
+
+    #[test]
+    fn absurd_kdf_costs_are_refused_before_asking_for_a_passphrase() {
+        use pkcs8::pkcs5::pbes2::{Kdf, Pbkdf2Params, Pbkdf2Prf, ScryptParams};
+        let salt = pkcs8::pkcs5::pbes2::Salt::new([1u8; 16]).unwrap();
+        let pbkdf2 = |rounds| {
+            Kdf::Pbkdf2(Pbkdf2Params {
+                salt,
+                iteration_count: rounds,
+                key_length: None,
+                prf: Pbkdf2Prf::HmacWithSha256,
+            })
+        };
+        let scrypt = |n, r, p| {
+            Kdf::Scrypt(ScryptParams {
+                salt,
+                cost_parameter: n,
+                block_size: r,
+                parallelization: p,
+                key_length: None,
+            })
+        };
+        for (kdf, needle) in [
+            (pbkdf2(u32::MAX), "iteration count"),
+            (scrypt(1 << 30, 8, 1), "scrypt cost"),
+            (scrypt(16384, 8, 65535), "scrypt cost"),
+            (scrypt(0, 8, 1), "invalid scrypt"),
+            (scrypt(1000, 8, 1), "invalid scrypt"),
+        ] {
+            // Prompt + no TTY would fail differently: the cap comes first.
+            let e = PrivateKey::load(&encrypted_with(kdf), &PassphraseSource::Prompt).unwrap_err();
+            assert!(e.why.contains(needle), "{e}");
+            assert_eq!(e.file.as_deref(), Some("hostile.key"));
+        }
+        // Within the caps: on to the passphrase (none here: no TTY).
+        let e = PrivateKey::load(&encrypted_with(pbkdf2(600_000)), &PassphraseSource::Prompt)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Passphrase);
     }
 
     #[test]

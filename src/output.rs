@@ -45,10 +45,7 @@ impl Staged {
 pub fn stage(target: &Path, data: &[u8], mode: Mode) -> Result<Staged> {
     let what = "cannot write output";
     let label = target.display().to_string();
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(target);
     let mut temp = tempfile::Builder::new()
         .prefix(".devcert-")
         .suffix(".tmp")
@@ -122,24 +119,54 @@ pub fn write_stdout(data: &[u8]) -> Result<()> {
 }
 
 /// Several files that appear together or not at all (`devcert issue`).
-/// Every file is staged first; only then are they renamed into place, and
-/// if one rename fails the ones already placed are removed again.
+/// Every file is staged first; only then are they renamed into place. If
+/// one rename fails, the files already placed are removed again and, with
+/// `force`, the files they replaced are put back (each is hard-linked
+/// aside before it is replaced).
 pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
     if !force && let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
         return Err(exists_error(&s.target.display().to_string()));
     }
-    let mut placed: Vec<PathBuf> = Vec::new();
+    let mut placed: Vec<(PathBuf, Option<NamedTempFile<()>>)> = Vec::new();
     for s in staged {
         let target = s.target.clone();
+        let prior = if force { keep_aside(&target) } else { None };
         if let Err(e) = commit(s, force) {
-            for p in &placed {
-                let _ = std::fs::remove_file(p);
+            for (path, prior) in placed.into_iter().rev() {
+                match prior {
+                    Some(old) => drop(old.persist(&path)),
+                    None => drop(std::fs::remove_file(&path)),
+                }
             }
             return Err(e);
         }
-        placed.push(target);
+        placed.push((target, prior));
     }
+    // Dropping the kept-aside links removes them.
     Ok(())
+}
+
+/// A hard link to the file (or symlink) at `target` under a temporary
+/// name next to it, removed when dropped. None when there is nothing to
+/// keep, or the filesystem cannot link (the replaced file is then lost if
+/// a later file fails, as with a plain rename).
+fn keep_aside(target: &Path) -> Option<NamedTempFile<()>> {
+    let meta = target.symlink_metadata().ok()?;
+    if meta.is_dir() {
+        return None;
+    }
+    tempfile::Builder::new()
+        .prefix(".devcert-")
+        .suffix(".old")
+        .make_in(parent_dir(target), |p| std::fs::hard_link(target, p))
+        .ok()
+}
+
+fn parent_dir(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// The process umask, read without changing it (umask(2) can only be read
@@ -212,5 +239,33 @@ mod tests {
         assert!(commit_all(staged, false).is_err());
         assert!(!a.exists());
         assert_eq!(std::fs::read(&b).unwrap(), b"old");
+    }
+
+    #[test]
+    fn forced_commit_all_puts_replaced_files_back_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, b"old a").unwrap();
+        std::fs::create_dir(&c).unwrap();
+        std::fs::write(c.join("inside"), b"x").unwrap();
+        let staged = vec![
+            stage(&a, b"A", Mode::Secret).unwrap(),
+            stage(&b, b"B", Mode::Public).unwrap(),
+            stage(&c, b"C", Mode::Public).unwrap(),
+        ];
+        assert!(commit_all(staged, true).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert!(!b.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temp or kept-aside files remain");
+        // And on success the kept-aside links are gone too.
+        let staged = vec![stage(&a, b"new a", Mode::Secret).unwrap()];
+        commit_all(staged, true).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

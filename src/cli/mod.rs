@@ -230,7 +230,10 @@ pub fn read_input(path: &str) -> Result<Input> {
 }
 
 pub fn load_key(path: &str, pass: &PassArgs) -> Result<PrivateKey> {
-    Ok(PrivateKey::load(&read_input(path)?, &pass.source())?.0)
+    let input = read_input(path)?;
+    let loaded = PrivateKey::load(&input, &pass.source());
+    input.wipe();
+    Ok(loaded?.0)
 }
 
 /// Loads a CA certificate and key and checks they may sign.

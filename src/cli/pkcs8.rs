@@ -31,7 +31,9 @@ pub struct Pkcs8Args {
 pub fn run(a: Pkcs8Args) -> Result<()> {
     a.json.check_out(&a.out.out);
     let input = read_input(&a.key)?;
-    let (key, _) = PrivateKey::load(&input, &a.pass.source())?;
+    let loaded = PrivateKey::load(&input, &a.pass.source());
+    input.wipe();
+    let (key, _) = loaded?;
     let pass = a.out_pass.passphrase(&a.pass, "the PKCS#8 key")?;
     let bytes = key.encode(
         KeyFormat::Pkcs8,

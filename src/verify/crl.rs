@@ -58,7 +58,8 @@ pub fn load_crls(input: &Input) -> Result<Vec<LoadedCrl>> {
                 .file(&input.label));
             }
             let crl = CertificateList::from_der(&b.der).map_err(|e| {
-                Error::parse(what, format!("not a valid CRL ({e})")).file(&input.label)
+                let why = crate::input::not_a("a CRL", &b, "not a valid CRL", e);
+                Error::parse(what, why).file(&input.label)
             })?;
             Ok(LoadedCrl::new(crl, b.der, input.label.clone()))
         })
