@@ -1303,3 +1303,20 @@ fn mosquitto_example_admits_devices_of_the_ca_and_refuses_deactivated_ones() {
         t.read_str("broker.log")
     );
 }
+
+#[test]
+fn example_scripts_pass_shellcheck() {
+    let t = TestDir::new();
+    if !need("shellcheck") {
+        return;
+    }
+    let scripts = [
+        "provision.sh",
+        "quickstart.sh",
+        "mosquitto/setup.sh",
+        "mosquitto/client.sh",
+        "ca-registration/register-ca.sh",
+    ]
+    .map(|s| format!("{EXAMPLES}/{s}"));
+    Cmd::new(t.root(), "shellcheck").args(scripts).run().ok();
+}
