@@ -48,6 +48,8 @@ manifest=$(jq -r .manifest <<<"$summary")
 #    something is broken, stop).
 verify_args=(--ca "$ca_dir/CA.crt")
 [ -n "${VALID_AT:-}" ] && verify_args+=(--at "$VALID_AT")
+# (Read the manifest first: a failing jq inside `< <(...)` would go unnoticed.)
+devices=$(jq -r '.[] | [.cn, (.dir + "/client_chain.crt")] | @tsv' "$manifest")
 rejected='[]'
 while IFS=$'\t' read -r cn chain; do
     if verdict=$("$devcert" verify "${verify_args[@]}" "$chain" --json); then
@@ -61,7 +63,7 @@ while IFS=$'\t' read -r cn chain; do
         echo "error: cannot verify $cn ($chain), devcert exit $rc" >&2
         exit 1
     fi
-done < <(jq -r '.[] | [.cn, (.dir + "/client_chain.crt")] | @tsv' "$manifest")
+done <<<"$devices"
 
 # 4. The report: one JSON document on stdout.
 jq -n --argjson batch "$summary" --argjson rejected "$rejected" \

@@ -22,7 +22,6 @@ pub mod pkcs12;
 pub mod profile;
 pub mod registry;
 pub mod sign;
-pub mod summary;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

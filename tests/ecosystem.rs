@@ -244,6 +244,19 @@ fn quiet_drops_warnings_and_summaries_but_not_errors() {
         "fleet",
     ]);
     loud.ok().stderr_has("batch: 2 devices");
+    t.devcert(&["registry", "--db", "r.db", "ca", "add", "CA.crt"])
+        .ok();
+    let crl = [
+        "registry", "--db", "r.db", "crl", "--ca", "CA.crt", "--ca-key", "CA.key",
+    ];
+    t.devcert(&[&crl[..], &["-o", "loud.crl"]].concat())
+        .ok()
+        .stderr_has("crl: CRL number");
+    let out = t
+        .devcert(&[&["-q"], &crl[..], &["-o", "quiet.crl"]].concat())
+        .ok();
+    assert!(out.stderr.is_empty(), "{}", out.describe());
+    t.openssl_ok(&["crl", "-in", "quiet.crl", "-CAfile", "CA.crt", "-noout"]);
     // Errors are never silenced.
     t.devcert(&[
         "-q",
@@ -345,8 +358,24 @@ fn every_command_help_shows_a_seed_workflow_example() {
         "p12",
         "completions",
         "man",
+        "inspect",
+        "registry",
+        "registry ca",
+        "registry ca add",
+        "registry ca list",
+        "registry device",
+        "registry device add",
+        "registry device list",
+        "registry device show",
+        "registry device activate",
+        "registry device deactivate",
+        "registry device delete",
+        "registry auth",
+        "registry crl",
     ] {
-        let help = t.devcert(&[cmd, "--help"]).ok().stdout_str();
+        let mut args: Vec<&str> = cmd.split(' ').collect();
+        args.push("--help");
+        let help = t.devcert(&args).ok().stdout_str();
         assert!(
             help.contains("Examples:"),
             "{cmd} --help has no examples\n{help}"
@@ -939,7 +968,7 @@ fn provision_script_issues_verifies_and_reports_with_exit_codes() {
         before == keys_and_certs(&t),
         "a re-run changed device files"
     );
-    // A verification NO is exit 3 with the devices named on stdout...
+    // A verification NO is exit 3 with the devices named on stdout.
     let late = Cmd::new(t.root(), "bash")
         .args([&script, "names.txt", "out"])
         .env("DEVCERT", DEVCERT)
@@ -955,7 +984,21 @@ fn provision_script_issues_verifies_and_reports_with_exit_codes() {
             .unwrap()
             .contains("expired")
     );
-    // ... and an error (unreadable names file) is exit 1, no report.
+    // With REGISTRY, the fleet lands in the registry, Active.
+    Cmd::new(t.root(), "bash")
+        .args([&script, "names.txt", "out2"])
+        .env("DEVCERT", DEVCERT)
+        .env("REGISTRY", "fleet.db")
+        .run()
+        .ok();
+    let rows = json(
+        &t.devcert(&["registry", "--db", "fleet.db", "device", "list", "--json"])
+            .ok(),
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "active"), "{rows:?}");
+    // An error (unreadable names file) is exit 1, with no report.
     let broken = example(&t, "bash", &[&script, "missing.txt", "out"]).code(1);
     assert!(broken.stdout.is_empty(), "{}", broken.describe());
     assert!(
@@ -991,16 +1034,6 @@ fn ca_registration_recipe_makes_a_verification_certificate_for_the_code() {
     example(&t, "bash", &[&script]).code(2);
 }
 
-/// The registry commands landed with their own issue; until then the
-/// examples that use them cannot run.
-fn registry_available(t: &TestDir) -> bool {
-    let has = t.devcert(&["registry", "--help"]).code == Some(0);
-    if !has {
-        eprintln!("NOTICE: devcert has no `registry` command yet; skipping");
-    }
-    has
-}
-
 /// `openssl x509 -serial` of a file: the serial the registry uses.
 fn serial_of(t: &TestDir, cert: &str) -> String {
     openssl_facts(t, cert).0
@@ -1009,7 +1042,7 @@ fn serial_of(t: &TestDir, cert: &str) -> String {
 #[test]
 fn makefile_provisions_devices_with_make_j4_and_deactivates_through_the_crl() {
     let t = TestDir::new();
-    if !need("make") || !need("jq") || !registry_available(&t) {
+    if !need("make") || !need("jq") {
         return;
     }
     let devices = ["gw-01", "gw-02", "gw-03", "gw-04", "gw-05", "gw-06"];
@@ -1105,6 +1138,9 @@ fn makefile_provisions_devices_with_make_j4_and_deactivates_through_the_crl() {
     make(&["activate", "DEVICE=gw-02"]).ok();
     check("gw-02").ok();
     make(&["deactivate"]).code(2);
+    make(&["deactivate", "DEVICE=gw-99"])
+        .code(2)
+        .stderr_has("no device gw-99");
 }
 
 /// A Mosquitto broker started for one test, stopped (by its own PID) when
@@ -1171,7 +1207,7 @@ impl Drop for Broker {
 #[test]
 fn mosquitto_example_admits_devices_of_the_ca_and_refuses_deactivated_ones() {
     let t = TestDir::new();
-    if !need("mosquitto") || !need("mosquitto_pub") || !registry_available(&t) {
+    if !need("mosquitto") || !need("mosquitto_pub") {
         return;
     }
     example(&t, "bash", &[&format!("{EXAMPLES}/mosquitto/setup.sh")]).ok();
@@ -1266,4 +1302,21 @@ fn mosquitto_example_admits_devices_of_the_ca_and_refuses_deactivated_ones() {
         "re-activated device refused\n{}",
         t.read_str("broker.log")
     );
+}
+
+#[test]
+fn example_scripts_pass_shellcheck() {
+    let t = TestDir::new();
+    if !need("shellcheck") {
+        return;
+    }
+    let scripts = [
+        "provision.sh",
+        "quickstart.sh",
+        "mosquitto/setup.sh",
+        "mosquitto/client.sh",
+        "ca-registration/register-ca.sh",
+    ]
+    .map(|s| format!("{EXAMPLES}/{s}"));
+    Cmd::new(t.root(), "shellcheck").args(scripts).run().ok();
 }

@@ -9,7 +9,10 @@
 # verification.key, verification.csr and verification.crt (default:
 # ./verification). Then upload CA.crt and verification.crt to the broker.
 set -euo pipefail
-[ $# -ge 1 ] && [ -n "$1" ] || { echo "usage: $0 REGISTRATION_CODE [CA_DIR] [OUT_DIR]" >&2; exit 2; }
+if [ $# -lt 1 ] || [ -z "$1" ]; then
+    echo "usage: $0 REGISTRATION_CODE [CA_DIR] [OUT_DIR]" >&2
+    exit 2
+fi
 code=$1
 ca_dir=${2:-.}
 out=${3:-verification}

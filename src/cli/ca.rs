@@ -2,9 +2,9 @@ use clap::Args;
 use devcert::ca::{DEFAULT_CA_DAYS, make_intermediate, make_root};
 use devcert::digest::Digest;
 use devcert::error::Result;
+use devcert::inspect::describe_certificate;
 use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
 use devcert::output::{Mode, commit_all, stage};
-use devcert::summary::CertSummary;
 use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
@@ -99,6 +99,6 @@ pub fn run(a: CaArgs) -> Result<()> {
     }
     a.json.print(json!({
         "files": { "key": a.key_out, "certificate": a.out },
-        "certificate": CertSummary::from_der(&issued.der)?,
+        "certificate": describe_certificate(&issued.der)?,
     }))
 }

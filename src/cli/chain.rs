@@ -2,9 +2,9 @@ use clap::Args;
 use devcert::chain::order_chain;
 use devcert::error::Result;
 use devcert::input::load_certificates;
+use devcert::inspect::describe_certificate;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
-use devcert::summary::CertSummary;
 use serde_json::json;
 
 use super::{JsonArg, OutArgs, read_input};
@@ -44,7 +44,7 @@ pub fn run(a: ChainArgs) -> Result<()> {
     write_file(&a.out.out, pem.as_bytes(), Mode::Public, a.out.force)?;
     let certificates = ordered
         .iter()
-        .map(|c| CertSummary::from_der(&c.der))
+        .map(|c| describe_certificate(&c.der))
         .collect::<Result<Vec<_>>>()?;
     a.json.print(json!({
         "files": { "chain": a.out.out },

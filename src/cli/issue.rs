@@ -3,10 +3,10 @@ use std::path::PathBuf;
 use clap::Args;
 use devcert::digest::Digest;
 use devcert::error::Result;
+use devcert::inspect::describe_certificate;
 use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
 use devcert::keys::KeyAlgo;
 use devcert::registry::register_issued;
-use devcert::summary::CertSummary;
 use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
@@ -102,6 +102,6 @@ pub fn device_report(dir: &std::path::Path, cert_der: &[u8]) -> Result<serde_jso
             "key": key, "csr": csr, "certificate": certificate,
             "pkcs8": pkcs8, "chain": chain,
         },
-        "certificate": CertSummary::from_der(cert_der)?,
+        "certificate": describe_certificate(cert_der)?,
     }))
 }

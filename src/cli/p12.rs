@@ -4,10 +4,10 @@ use clap::Args;
 use devcert::chain::order_chain;
 use devcert::error::Result;
 use devcert::input::load_certificates;
+use devcert::inspect::describe_certificate;
 use devcert::name::common_name_of;
 use devcert::output::{Mode, write_file};
 use devcert::pkcs12::{P12Profile, build_pkcs12};
-use devcert::summary::CertSummary;
 use serde_json::json;
 
 use super::{JsonArg, OutArgs, PassArgs, load_key, out_pass_source, read_input, usage, warn};
@@ -95,6 +95,6 @@ pub fn run(a: P12Args) -> Result<()> {
         "encryption": contents.encryption,
         "mac": contents.mac,
         "certificates": contents.certificates,
-        "certificate": CertSummary::from_der(&chain[0].der)?,
+        "certificate": describe_certificate(&chain[0].der)?,
     }))
 }

@@ -44,25 +44,37 @@ pub struct RegistryArgs {
 #[derive(Subcommand)]
 enum RegistryCommand {
     /// Register and list CAs
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert registry ca list --json"
+    )]
     Ca(CaCommand),
     /// Register, find, activate, deactivate and delete device certificates
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  devcert registry device list --status inactive\n  devcert registry device deactivate 4B1C..."
+    )]
     Device(DeviceCommand),
     /// Decide as the broker does on connect (exit 0 accepted, 3 refused)
+    #[command(after_help = "Examples:\n  devcert registry auth client-test/client_chain.crt")]
     Auth(AuthArgs),
     /// Write the CRL of a CA's inactive devices (reason certificateHold)
+    #[command(
+        after_help = "Examples:\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
+    )]
     Crl(CrlArgs),
 }
 
 #[derive(Subcommand)]
 enum CaCommand {
     /// Register a CA certificate
+    #[command(after_help = "Examples:\n  devcert registry ca add CA.crt")]
     Add {
         #[arg(value_name = "CA.crt")]
         file: String,
     },
     /// List registered CAs with their device counts
+    #[command(after_help = "Examples:\n  devcert registry ca list --json")]
     List {
         #[arg(long)]
         json: bool,
@@ -72,13 +84,18 @@ enum CaCommand {
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Register a device certificate (its CA must be registered)
+    #[command(after_help = "Examples:\n  devcert registry device add client-test/client.crt")]
     Add {
         #[arg(value_name = "CERT")]
         file: String,
     },
     /// List devices, filtered
+    #[command(
+        after_help = "Examples:\n  devcert registry device list\n  devcert registry device list --serial 4B1C...   # one device\n  devcert registry device list --ca-serial 5A3F... --status active --json"
+    )]
     List(ListArgs),
     /// Show one device
+    #[command(after_help = "Examples:\n  devcert registry device show 4B1C... --json")]
     Show {
         #[arg(value_parser = normalize_serial)]
         serial: String,
@@ -86,16 +103,23 @@ enum DeviceCommand {
         json: bool,
     },
     /// Let a device connect again (drops it from the next CRL)
+    #[command(
+        after_help = "Examples:\n  devcert registry device activate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+    )]
     Activate {
         #[arg(value_parser = normalize_serial)]
         serial: String,
     },
     /// Keep a device off the broker (certificateHold in the next CRL)
+    #[command(
+        after_help = "Examples:\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+    )]
     Deactivate {
         #[arg(value_parser = normalize_serial)]
         serial: String,
     },
     /// Forget a device (`auth` registers it again on its next connection)
+    #[command(after_help = "Examples:\n  devcert registry device delete 4B1C...")]
     Delete {
         #[arg(value_parser = normalize_serial)]
         serial: String,

@@ -3,11 +3,11 @@ use devcert::csr::verify_csr;
 use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::input::load_csr;
+use devcert::inspect::describe_certificate;
 use devcert::keys::pem_encode;
 use devcert::output::{Mode, write_file};
 use devcert::registry::register_issued;
 use devcert::sign::{CertRequest, parse_serial};
-use devcert::summary::CertSummary;
 use serde_json::json;
 use x509_cert::serial_number::SerialNumber;
 
@@ -82,6 +82,6 @@ pub fn run(a: SignArgs) -> Result<()> {
     }
     a.json.print(json!({
         "files": { "certificate": a.out.out },
-        "certificate": CertSummary::from_der(&issued.der)?,
+        "certificate": describe_certificate(&issued.der)?,
     }))
 }

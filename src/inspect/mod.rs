@@ -88,6 +88,13 @@ pub fn inspect(input: &Input) -> Result<Report> {
     })
 }
 
+/// One certificate described as `inspect --json` describes it; the
+/// `--json` reports of the commands that write certificates use it too.
+pub fn describe_certificate(der: &[u8]) -> Result<CertInfo> {
+    cert::certificate(der, false)
+        .map_err(|e| Error::parse(WHAT, format!("not a valid X.509 certificate ({e})")))
+}
+
 /// A PEM block, read as its label says.
 fn tagged(tag: &str, block: &Block, curve_hint: Option<Curve>) -> Result<Item, String> {
     let der = &block.der;

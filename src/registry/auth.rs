@@ -53,7 +53,6 @@ pub fn authorize(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Re
         strict: false,
         crl_check_all: false,
         partial_chain: true,
-        crl_check_all: false,
     };
     let path = match verify(leaf, untrusted, &cas, &[], &policy) {
         Verdict::Ok(path) => path,
