@@ -15,7 +15,7 @@ mod schema;
 
 pub use devices::{Bulk, register_issued};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -178,13 +178,28 @@ impl Registry {
         let fail = |e: rusqlite::Error| sql_error("cannot open registry", &label, e);
         let mut conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        // WAL lets readers run beside one writer; NORMAL is durable enough
-        // in WAL mode and keeps commits cheap.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .map_err(fail)?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(fail)?;
-        schema::migrate(&mut conn).map_err(|e| match e {
+        // Switching a fresh database to WAL takes an exclusive lock for which
+        // SQLite returns BUSY at once, without its busy handler, when several
+        // processes create the registry together: retry for as long.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let mut setup = || -> std::result::Result<(), schema::MigrateError> {
+            // WAL lets readers run beside one writer; NORMAL is durable
+            // enough in WAL mode and keeps commits cheap.
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+            schema::migrate(&mut conn)
+        };
+        let setup = loop {
+            match setup() {
+                Err(schema::MigrateError::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(
+                        5 + u64::from(std::process::id() % 20),
+                    ));
+                }
+                r => break r,
+            }
+        };
+        setup.map_err(|e| match e {
             schema::MigrateError::Sql(e) => fail(e),
             schema::MigrateError::TooNew(v) => Error::new(
                 ErrorKind::Registry,
@@ -208,6 +223,13 @@ impl Registry {
     fn refused(&self, what: &str, why: impl Into<String>) -> Error {
         Error::new(ErrorKind::Registry, what, why).file(&self.label)
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn sql_error(what: &str, label: &str, e: rusqlite::Error) -> Error {
