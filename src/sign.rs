@@ -236,7 +236,8 @@ pub(crate) fn build_certificate(
     Ok(Issued {
         der,
         serial,
-        not_after,
+        // As encoded (whole seconds), so comparisons with the CA's agree.
+        not_after: tbs.validity.not_after.to_system_time(),
         warnings: built.warnings,
     })
 }

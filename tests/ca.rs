@@ -186,20 +186,36 @@ fn intermediate_ca_verifies_under_the_root() {
         "CA.crt",
     ])
     .ok();
-    t.devcert(&[
-        "ca",
-        "--subject",
-        "/CN=Device Issuing CA",
-        "--ca",
-        "CA.crt",
-        "--ca-key",
-        "CA.key",
-        "--key-out",
-        "INT.key",
-        "-o",
-        "INT.crt",
-    ])
-    .ok();
+    let made = t
+        .devcert(&[
+            "ca",
+            "--subject",
+            "/CN=Device Issuing CA",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--key-out",
+            "INT.key",
+            "-o",
+            "INT.crt",
+        ])
+        .ok();
+    // Same default lifetime as the root: warned about only when its
+    // notAfter (as OpenSSL reads it, whole seconds) really is later.
+    let end = |f: &str| {
+        t.openssl_ok(&[
+            "x509", "-in", f, "-noout", "-enddate", "-dateopt", "iso_8601",
+        ])
+    };
+    assert_eq!(
+        made.stderr.contains("past the CA's"),
+        end("INT.crt") > end("CA.crt"),
+        "{} vs {}: {}",
+        end("INT.crt"),
+        end("CA.crt"),
+        made.stderr
+    );
     assert_ca_extensions(&t, "INT.crt");
     let i = t.cert("INT.crt");
     let r = t.cert("CA.crt");
