@@ -13,7 +13,7 @@ use crate::csr::build_csr;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
-use crate::output::{Mode, Staged, commit_all, stage};
+use crate::output::{Mode, Staged, commit_all, commit_all_new, stage};
 use crate::profile::ExtensionProfile;
 use crate::sign::{CaSigner, CertRequest, Lifetime};
 
@@ -102,7 +102,14 @@ pub fn write_device(dir: &Path, files: &DeviceFiles, force: bool) -> Result<()> 
     }
     let created =
         create_dirs(dir).map_err(|e| Error::io("cannot create output folder", &label, &e))?;
-    let result = stage_all(dir, files).and_then(|staged| commit_all(staged, force));
+    let fresh = created.last().is_some_and(|d| d == dir);
+    let result = stage_all(dir, files).and_then(|staged| {
+        if fresh {
+            commit_all_new(staged)
+        } else {
+            commit_all(staged, force)
+        }
+    });
     if result.is_err() {
         // Staged temp files are already gone (dropped); remove created folders.
         for d in created.iter().rev() {
@@ -126,20 +133,21 @@ fn stage_all(dir: &Path, f: &DeviceFiles) -> Result<Vec<Staged>> {
 }
 
 /// Creates `dir` and missing parents; returns the folders it created,
-/// outermost first.
+/// outermost first. One mkdir when only `dir` is missing (a batch device).
 fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if d.as_os_str().is_empty() || d.exists() {
-            break;
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(vec![dir.to_path_buf()]),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .ok_or(e)?;
+            let mut created = create_dirs(parent)?;
+            std::fs::create_dir(dir)?;
+            created.push(dir.to_path_buf());
+            Ok(created)
         }
-        missing.push(d.to_path_buf());
-        cur = d.parent();
+        Err(e) => Err(e),
     }
-    missing.reverse();
-    for d in &missing {
-        std::fs::create_dir(d)?;
-    }
-    Ok(missing)
 }

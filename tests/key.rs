@@ -177,6 +177,15 @@ fn key_mode_is_0600_even_with_umask_000() {
         .run()
         .ok();
     t.assert_mode("rsa.key", 0o600);
+    // A umask that takes the owner's write bit still leaves the key 0600,
+    // and openssl can read it.
+    t.devcert_cmd()
+        .umask(0o277)
+        .args(["key", "-o", "strict.key"])
+        .run()
+        .ok();
+    t.assert_mode("strict.key", 0o600);
+    t.openssl_ok(&["pkey", "-in", "strict.key", "-noout"]);
 }
 
 #[test]
