@@ -126,6 +126,28 @@ pub fn write_stdout(data: &[u8]) -> Result<()> {
     }
 }
 
+/// A new private key and what was made with it (a CSR, a CA certificate)
+/// land together or not at all: a key without its product, or a product
+/// whose key is lost, is useless. `out` may be `-` (stdout, after the key
+/// is in place); `key_path` must name a file.
+pub fn write_key_and(
+    key_path: &str,
+    key: &[u8],
+    out: &str,
+    data: &[u8],
+    force: bool,
+) -> Result<()> {
+    let mut staged = vec![stage(Path::new(key_path), key, Mode::Secret)?];
+    if out != "-" {
+        staged.push(stage(Path::new(out), data, Mode::Public)?);
+    }
+    commit_all(staged, force)?;
+    if out == "-" {
+        write_stdout(data)?;
+    }
+    Ok(())
+}
+
 /// Several files that appear together or not at all (`devcert issue`).
 /// Every file is staged first; only then are they renamed into place. If
 /// one rename fails, the files already placed are removed again and, with

@@ -438,6 +438,46 @@ fn csr_to_stdout() {
     assert_req_verify_ok(&t, "o.csr");
 }
 
+/// `--new-key`: the key and the CSR land together or not at all.
+#[test]
+fn new_key_is_not_left_behind_when_the_csr_cannot_be_written() {
+    let t = TestDir::new();
+    t.write("c.csr", "keep me\n");
+    let before = t.listing();
+    let new_key = |out: &str| {
+        t.devcert(&[
+            "csr",
+            "--new-key",
+            "ec",
+            "--key-out",
+            "new.key",
+            "--subject",
+            "/CN=x",
+            "-o",
+            out,
+        ])
+    };
+    new_key("c.csr").fails_naming(&["c.csr"]);
+    t.assert_unchanged(&before);
+    new_key("no/such/dir/c.csr").fails_naming(&["c.csr"]);
+    t.assert_unchanged(&before);
+    // An existing key is refused too, before any work.
+    t.write("new.key", "old key\n");
+    let before = t.listing();
+    new_key("fresh.csr").fails_naming(&["new.key"]);
+    t.assert_unchanged(&before);
+    // Both written: the CSR is signed by the key written beside it.
+    std::fs::remove_file(t.path("new.key")).unwrap();
+    new_key("fresh.csr").ok();
+    t.assert_mode("new.key", 0o600);
+    let from_key = t.openssl_ok(&["pkey", "-in", "new.key", "-pubout"]);
+    let from_csr = t.openssl_ok(&["req", "-in", "fresh.csr", "-noout", "-pubkey", "-verify"]);
+    assert_eq!(
+        format!("{from_key}Certificate request self-signature verify OK\n"),
+        from_csr
+    );
+}
+
 #[test]
 fn refuses_to_overwrite_csr() {
     let t = TestDir::new();

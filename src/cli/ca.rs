@@ -4,7 +4,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::inspect::describe_certificate;
 use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
-use devcert::output::{Mode, commit_all, stage};
+use devcert::output::write_key_and;
 use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
@@ -80,23 +80,7 @@ pub fn run(a: CaArgs) -> Result<()> {
         pass.as_deref().map(|p| p.as_slice()),
     )?;
     let cert_pem = pem_encode("CERTIFICATE", &issued.der);
-    // Key and certificate land together: a CA certificate without its key is useless.
-    let mut staged = vec![stage(
-        std::path::Path::new(&a.key_out),
-        &key_pem,
-        Mode::Secret,
-    )?];
-    if a.out != "-" {
-        staged.push(stage(
-            std::path::Path::new(&a.out),
-            cert_pem.as_bytes(),
-            Mode::Public,
-        )?);
-    }
-    commit_all(staged, a.force)?;
-    if a.out == "-" {
-        devcert::output::write_stdout(cert_pem.as_bytes())?;
-    }
+    write_key_and(&a.key_out, &key_pem, &a.out, cert_pem.as_bytes(), a.force)?;
     a.json.print(json!({
         "files": { "key": a.key_out, "certificate": a.out },
         "certificate": describe_certificate(&issued.der)?,

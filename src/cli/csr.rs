@@ -4,7 +4,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
 use devcert::name::to_rfc4514;
-use devcert::output::{Mode, write_file};
+use devcert::output::{Mode, refuse_existing, write_file, write_key_and};
 use devcert::profile::san_extension;
 use serde_json::json;
 
@@ -29,7 +29,7 @@ pub struct CsrArgs {
     #[arg(long, value_name = "ALGO", requires = "key_out", value_parser = check_algo)]
     new_key: Option<String>,
     /// Where to write the new key (PKCS#8, mode 0600)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "new_key")]
     key_out: Option<String>,
     /// OpenSSL req config (`[req]` with prompt = no and distinguished_name)
     #[arg(
@@ -60,6 +60,14 @@ pub struct CsrArgs {
 
 pub fn run(a: CsrArgs) -> Result<()> {
     a.json.check_out(&a.out.out);
+    if a.key_out.as_deref() == Some("-") {
+        usage("--key-out must name a file: a new key never goes to standard output".into());
+    }
+    // Refused overwrites are found before a key is generated.
+    if let Some(path) = &a.key_out {
+        refuse_existing(path, a.out.force)?;
+    }
+    refuse_existing(&a.out.out, a.out.force)?;
     let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
     let req = subject.req.as_ref();
     let extra = match &a.san {
@@ -90,6 +98,7 @@ pub fn run(a: CsrArgs) -> Result<()> {
         digest,
     )?;
     warn_all(&built.warnings);
+    let csr_pem = pem_encode("CERTIFICATE REQUEST", &built.der);
     if let (Some(path), None) = (&a.key_out, &a.key) {
         let pass = a.out_pass.passphrase(&a.pass, "the new key")?;
         let pem = key.encode(
@@ -97,14 +106,10 @@ pub fn run(a: CsrArgs) -> Result<()> {
             true,
             pass.as_deref().map(|p| p.as_slice()),
         )?;
-        write_file(path, &pem, Mode::Secret, a.out.force)?;
+        write_key_and(path, &pem, &a.out.out, csr_pem.as_bytes(), a.out.force)?;
+    } else {
+        write_file(&a.out.out, csr_pem.as_bytes(), Mode::Public, a.out.force)?;
     }
-    write_file(
-        &a.out.out,
-        pem_encode("CERTIFICATE REQUEST", &built.der).as_bytes(),
-        Mode::Public,
-        a.out.force,
-    )?;
     let new_key = a.key.is_none().then_some(a.key_out);
     a.json.print(json!({
         "files": { "csr": a.out.out, "key": new_key },
