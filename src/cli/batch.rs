@@ -1,5 +1,5 @@
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
@@ -8,7 +8,7 @@ use devcert::digest::Digest;
 use devcert::error::{Error, Result};
 use devcert::issue::DeviceSpec;
 use devcert::keys::KeyAlgo;
-use devcert::output::{Mode, commit, stage};
+use devcert::output::{Mode, commit, exists_error, stage};
 use devcert::registry::Bulk;
 use serde_json::json;
 
@@ -56,6 +56,10 @@ pub struct BatchArgs {
     /// Also write the manifest as CSV to this file
     #[arg(long, value_name = "FILE")]
     manifest_csv: Option<PathBuf>,
+    /// Replace an existing --manifest-csv file that is not a devcert manifest
+    /// (a re-run replaces its own manifests without it)
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     pass: PassArgs,
     /// Register every device (and the CA if new) in this registry database
@@ -68,7 +72,12 @@ pub struct BatchArgs {
     json: JsonArg,
 }
 
+const CSV_HEADER: &str = "cn,serial,not_after,sha256_fingerprint,dir";
+
 pub fn run(a: BatchArgs) -> Result<()> {
+    if let Some(p) = &a.manifest_csv {
+        refuse_foreign_csv(p, a.force)?;
+    }
     let names = match (&a.names, a.count, &a.cn_prefix) {
         (Some(path), _, _) => {
             let input = read_input(path)?;
@@ -157,7 +166,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
                 _ => std::path::Path::new("."),
             };
             let mut f = BufWriter::new(tempfile::NamedTempFile::new_in(dir).map_err(err)?);
-            writeln!(f, "cn,serial,not_after,sha256_fingerprint,dir").map_err(err)?;
+            writeln!(f, "{CSV_HEADER}").map_err(err)?;
             Some(f)
         }
         None => None,
@@ -229,4 +238,22 @@ pub fn run(a: BatchArgs) -> Result<()> {
         summary.issued as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// An existing file at `--manifest-csv` is replaced only when it is the
+/// manifest of an earlier batch (re-runs must work) or with `--force`.
+fn refuse_foreign_csv(p: &Path, force: bool) -> Result<()> {
+    if force || p.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let mut first = String::new();
+    let ours = std::fs::File::open(p)
+        .and_then(|f| std::io::BufReader::new(f.take(256)).read_line(&mut first))
+        .is_ok()
+        && first.trim_end() == CSV_HEADER;
+    if ours {
+        return Ok(());
+    }
+    Err(exists_error(&p.display().to_string())
+        .hint("it is not a devcert manifest; use --force to replace it"))
 }
