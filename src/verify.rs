@@ -85,6 +85,9 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Ok(Vec<usize>),
+    /// No path reaches a trusted CA.
+    NoPath(String),
+    /// A path to a trusted CA exists, but fails a check (expired, revoked...).
     Rejected(String),
 }
 
@@ -387,13 +390,13 @@ pub fn verify(
     search.paths(0, &mut vec![0], &mut paths);
     if paths.is_empty() {
         if search.exhausted || search.steps > MAX_STEPS {
-            return Verdict::Rejected(format!(
+            return Verdict::NoPath(format!(
                 "no path found within the search budget ({MAX_SIGNATURE_CHECKS} signature \
                  checks, {MAX_STEPS} steps): too many candidate issuers for {}",
                 facts[0].display
             ));
         }
-        return Verdict::Rejected(no_path_reason(&facts, &mut search));
+        return Verdict::NoPath(no_path_reason(&facts, &mut search));
     }
     let mut first_reason = None;
     for p in paths {

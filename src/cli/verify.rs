@@ -74,7 +74,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     };
     let (reason, code) = match verify(&leaf, &untrusted, &trusted, &crls, &policy) {
         Verdict::Ok(_) => (None, ExitCode::SUCCESS),
-        Verdict::Rejected(why) => (Some(why), ExitCode::from(3)),
+        Verdict::Rejected(why) | Verdict::NoPath(why) => (Some(why), ExitCode::from(3)),
     };
     if a.json {
         print_json(&json!({ "ok": reason.is_none(), "reason": reason }))?;

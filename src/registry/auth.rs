@@ -56,11 +56,12 @@ pub fn authorize(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Re
     };
     let path = match verify(leaf, untrusted, &cas, &[], &policy) {
         Verdict::Ok(path) => path,
-        Verdict::Rejected(why) => {
+        Verdict::NoPath(why) => {
             return Ok(Decision::Refused(format!(
                 "not issued by a registered CA: {why}"
             )));
         }
+        Verdict::Rejected(why) => return Ok(Decision::Refused(why)),
     };
     // Index 0 is the leaf, then `untrusted`, then the registered CAs.
     let issuer_der = match path.get(1) {
