@@ -1,6 +1,5 @@
 //! devcert's verifier over the x509-limbo path-validation cases kept in
-//! `../shared/testdata/x509-limbo` (beside this repository; see its
-//! README.md). The default mode must agree with OpenSSL 3.0 `openssl verify`
+//! `tests/data/x509-limbo` (see its README.md). The default mode must agree with OpenSSL 3.0 `openssl verify`
 //! run as a broker verifies a client (`-purpose sslclient`, `-crl_check`
 //! when the case has CRLs), computed here for every case, except the few
 //! allow-listed below. `--strict` is scored against limbo's own expected
@@ -23,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 const ALLOWED_DIFFERENCES: &[(&str, &str)] = &[];
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/x509-limbo/cases.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/x509-limbo/cases.json")
 }
 
 /// One case's inputs, loaded for the library.
@@ -134,12 +133,8 @@ fn openssl_accepts(t: &TestDir, n: usize, case: &Value, at: Option<i64>) -> (boo
 #[test]
 fn limbo_default_agrees_with_openssl_and_strict_is_scored() {
     let path = corpus();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "x509-limbo corpus not found at {} ({e}): clone this repository beside `shared/`",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("x509-limbo corpus not found at {} ({e})", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("cases.json is JSON");
     let cases = doc["testcases"].as_array().expect("testcases array");
     let t = TestDir::new();
