@@ -160,10 +160,16 @@ impl CaSigner {
         let ca_tbs = self.cert.cert.tbs_certificate();
         let issued = build_certificate(&self.signer, ca_tbs.subject(), Some(&self.cert.cert), req)?;
         let mut warnings = issued.warnings;
-        if issued.not_after > ca_tbs.validity().not_after.to_system_time() {
+        // Seconds past the CA's end are what a child made just after its
+        // CA with the same lifetime gets: not worth a warning.
+        let ca_end = ca_tbs.validity().not_after.to_system_time();
+        if let Ok(past) = issued.not_after.duration_since(ca_end)
+            && past >= Duration::from_secs(86_400)
+        {
             warnings.push(format!(
-                "the certificate's notAfter ({}) is past the CA's ({}); clients will reject it after that",
+                "the certificate's notAfter ({}) is {} days past the CA's ({}); clients will reject it after that",
                 format_time(issued.not_after),
+                past.as_secs() / 86_400,
                 ca_tbs.validity().not_after
             ));
         }

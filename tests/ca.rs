@@ -201,21 +201,9 @@ fn intermediate_ca_verifies_under_the_root() {
             "INT.crt",
         ])
         .ok();
-    // Same default lifetime as the root: warned about only when its
-    // notAfter (as OpenSSL reads it, whole seconds) really is later.
-    let end = |f: &str| {
-        t.openssl_ok(&[
-            "x509", "-in", f, "-noout", "-enddate", "-dateopt", "iso_8601",
-        ])
-    };
-    assert_eq!(
-        made.stderr.contains("past the CA's"),
-        end("INT.crt") > end("CA.crt"),
-        "{} vs {}: {}",
-        end("INT.crt"),
-        end("CA.crt"),
-        made.stderr
-    );
+    // The same default lifetime as the root, made a moment later: its end
+    // is at most seconds past the root's, not worth a warning.
+    assert!(!made.stderr.contains("past the CA's"), "{}", made.stderr);
     assert_ca_extensions(&t, "INT.crt");
     let i = t.cert("INT.crt");
     let r = t.cert("CA.crt");
