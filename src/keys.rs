@@ -95,11 +95,7 @@ impl KeyAlgo {
     }
 
     /// `--algo` with separate `--bits`/`--curve` flags applied on top.
-    pub fn with_overrides(
-        self,
-        bits: Option<usize>,
-        curve: Option<Curve>,
-    ) -> Result<KeyAlgo, String> {
+    fn with_overrides(self, bits: Option<usize>, curve: Option<Curve>) -> Result<KeyAlgo, String> {
         match (self, bits, curve) {
             (KeyAlgo::Rsa(_), Some(b), None) => KeyAlgo::from_str(&format!("rsa:{b}")),
             (KeyAlgo::Ec(_), None, Some(c)) => Ok(KeyAlgo::Ec(c)),
@@ -107,6 +103,55 @@ impl KeyAlgo {
             (KeyAlgo::Ec(_), Some(_), _) => Err("--bits applies to RSA keys, not EC".into()),
             (algo, None, None) => Ok(algo),
         }
+    }
+}
+
+/// `--algo` as given: the algorithm, and whether its size or curve was
+/// named (`rsa:3072`, `p384`) or left to a default (`rsa`, `ec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgoSpec {
+    pub algo: KeyAlgo,
+    sized: bool,
+}
+
+impl FromStr for AlgoSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        Ok(AlgoSpec {
+            algo: s.parse()?,
+            sized: lower != "ec" && lower != "rsa",
+        })
+    }
+}
+
+impl AlgoSpec {
+    /// A config's `default_bits` sizes a bare `rsa`, as `openssl req
+    /// -newkey rsa` does.
+    pub fn with_default_bits(self, bits: Option<usize>) -> Result<KeyAlgo, String> {
+        match (self.algo, bits) {
+            (KeyAlgo::Rsa(_), Some(b)) if !self.sized => format!("rsa:{b}")
+                .parse()
+                .map_err(|e| format!("default_bits: {e}")),
+            _ => Ok(self.algo),
+        }
+    }
+
+    /// `--bits`/`--curve` on top of `--algo`; they may not contradict a
+    /// size or curve `--algo` names.
+    pub fn with_overrides(
+        self,
+        bits: Option<usize>,
+        curve: Option<Curve>,
+    ) -> Result<KeyAlgo, String> {
+        let algo = self.algo.with_overrides(bits, curve)?;
+        if self.sized && algo != self.algo {
+            return Err(format!(
+                "--algo says {} but --bits/--curve say {algo}: give one",
+                self.algo
+            ));
+        }
+        Ok(algo)
     }
 }
 
@@ -736,6 +781,42 @@ pub fn spki_algo(spki: &spki::SubjectPublicKeyInfoRef<'_>) -> Option<KeyAlgo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn algo_spec_defaults_and_overrides() {
+        let spec = |s: &str| s.parse::<AlgoSpec>().unwrap();
+        assert_eq!(
+            spec("rsa").with_default_bits(Some(3072)),
+            Ok(KeyAlgo::Rsa(3072))
+        );
+        assert_eq!(
+            spec("RSA:2048").with_default_bits(Some(3072)),
+            Ok(KeyAlgo::Rsa(2048))
+        );
+        assert_eq!(
+            spec("ec").with_default_bits(Some(3072)),
+            Ok(KeyAlgo::Ec(Curve::P256))
+        );
+        assert!(spec("rsa").with_default_bits(Some(1000)).is_err());
+        assert_eq!(
+            spec("rsa").with_overrides(Some(4096), None),
+            Ok(KeyAlgo::Rsa(4096))
+        );
+        assert_eq!(
+            spec("ec").with_overrides(None, Some(Curve::P384)),
+            Ok(KeyAlgo::Ec(Curve::P384))
+        );
+        assert_eq!(
+            spec("rsa:4096").with_overrides(Some(4096), None),
+            Ok(KeyAlgo::Rsa(4096))
+        );
+        assert!(spec("rsa:3072").with_overrides(Some(4096), None).is_err());
+        assert!(
+            spec("p384")
+                .with_overrides(None, Some(Curve::P256))
+                .is_err()
+        );
+    }
 
     #[test]
     fn algo_aliases() {

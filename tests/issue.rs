@@ -179,6 +179,39 @@ fn cn_and_rsa() {
     assert_eq!(c.get("ku"), "digital_signature,key_encipherment");
 }
 
+/// A bare `--algo rsa` takes the config's `default_bits`, as `openssl req
+/// -newkey rsa` does (and `devcert csr --new-key rsa`).
+#[test]
+fn rsa_size_from_config_default_bits() {
+    let t = TestDir::new();
+    t.rsa_ca("CA");
+    t.write(
+        "b3072.cfg",
+        "[req]\ndefault_bits = 3072\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = big\n",
+    );
+    issue(
+        &t,
+        &["--algo", "rsa", "--config", "b3072.cfg", "--out-dir", "big"],
+    )
+    .ok();
+    assert_issued_set(&t, "big", "CA");
+    assert!(t.pkey_text("big/client.key", &[]).contains("(3072 bit"));
+    // A size named on the command line wins.
+    issue(
+        &t,
+        &[
+            "--algo",
+            "rsa:2048",
+            "--config",
+            "b3072.cfg",
+            "--out-dir",
+            "named",
+        ],
+    )
+    .ok();
+    assert!(t.pkey_text("named/client.key", &[]).contains("(2048 bit"));
+}
+
 #[test]
 fn subject_option() {
     let t = TestDir::new();

@@ -72,6 +72,34 @@ fn rsa_colon_bits_alias_4096() {
     t.openssl_ok(&["rsa", "-in", "rsa.key", "-check", "-noout"]);
 }
 
+/// `--bits`/`--curve` may refine a bare `--algo`, never contradict a size
+/// or curve it names.
+#[test]
+fn contradicting_size_or_curve_is_a_usage_error() {
+    let t = TestDir::new();
+    for args in [
+        &["--algo", "rsa:3072", "--bits", "4096"][..],
+        &["--algo", "p384", "--curve", "p256"],
+        &["--algo", "ec:p256", "--curve", "p384"],
+    ] {
+        t.devcert(&[&["key"], args, &["-o", "k.key"]].concat())
+            .usage_error();
+        t.assert_no_file("k.key");
+    }
+    // Agreeing is fine.
+    t.devcert(&[
+        "key",
+        "--algo",
+        "p384",
+        "--curve",
+        "secp384r1",
+        "-o",
+        "k.key",
+    ])
+    .ok();
+    assert!(t.pkey_text("k.key", &[]).contains("NIST CURVE: P-384"));
+}
+
 #[test]
 fn p384_curve_spellings() {
     let t = TestDir::new();

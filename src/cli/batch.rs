@@ -7,7 +7,7 @@ use devcert::batch::{BatchJob, SubjectTemplate, manifest_path, numbered_names, r
 use devcert::digest::Digest;
 use devcert::error::{Error, Result};
 use devcert::issue::DeviceSpec;
-use devcert::keys::KeyAlgo;
+use devcert::keys::AlgoSpec;
 use devcert::output::{Mode, commit, exists_error, stage};
 use devcert::registry::Bulk;
 use serde_json::json;
@@ -30,7 +30,7 @@ pub struct BatchArgs {
     ca_key: String,
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
-    algo: KeyAlgo,
+    algo: AlgoSpec,
     /// File with one device CN per line (# comments, blank lines ignored)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["count", "cn_prefix"], required_unless_present = "count")]
     names: Option<String>,
@@ -127,7 +127,10 @@ pub fn run(a: BatchArgs) -> Result<()> {
         names: &names,
         template: &template,
         spec: DeviceSpec {
-            algo: a.algo,
+            algo: a
+                .algo
+                .with_default_bits(req.as_ref().and_then(|r| r.default_bits))
+                .unwrap_or_else(|m| super::usage(m)),
             subject: &placeholder,
             req_extensions: req.as_ref().and_then(|r| r.extensions.as_ref()),
             profile: &profile,

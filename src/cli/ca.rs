@@ -3,7 +3,7 @@ use devcert::ca::{DEFAULT_CA_DAYS, make_intermediate, make_root};
 use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::inspect::describe_certificate;
-use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
+use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
 use devcert::output::write_key_and;
 use serde_json::json;
 
@@ -18,7 +18,7 @@ use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_a
 pub struct CaArgs {
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
-    algo: KeyAlgo,
+    algo: AlgoSpec,
     /// Subject as /C=CN/O=ALI/CN=Device Root CA
     #[arg(long, required_unless_present = "config", conflicts_with = "config")]
     subject: Option<String>,
@@ -68,7 +68,11 @@ pub fn run(a: CaArgs) -> Result<()> {
         _ => None,
     };
     let pass = a.out_pass.passphrase(&a.pass, "the new CA key")?;
-    let key = PrivateKey::generate(a.algo)?;
+    let algo = a
+        .algo
+        .with_default_bits(subject.req.as_ref().and_then(|r| r.default_bits))
+        .unwrap_or_else(|m| usage(m));
+    let key = PrivateKey::generate(algo)?;
     let issued = match &parent {
         Some(p) => make_intermediate(p, &key, &subject.name, lifetime, a.pathlen)?,
         None => make_root(&key, &subject.name, lifetime, a.pathlen, a.digest)?,

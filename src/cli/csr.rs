@@ -2,7 +2,7 @@ use clap::Args;
 use devcert::csr::build_csr;
 use devcert::digest::Digest;
 use devcert::error::Result;
-use devcert::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
+use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
 use devcert::name::to_rfc4514;
 use devcert::output::{Mode, refuse_existing, write_file, write_key_and};
 use devcert::profile::san_extension;
@@ -26,8 +26,8 @@ pub struct CsrArgs {
     )]
     key: Option<String>,
     /// Generate a new key (ec, rsa, rsa:BITS, ec:CURVE) and write it to --key-out
-    #[arg(long, value_name = "ALGO", requires = "key_out", value_parser = check_algo)]
-    new_key: Option<String>,
+    #[arg(long, value_name = "ALGO", requires = "key_out")]
+    new_key: Option<AlgoSpec>,
     /// Where to write the new key (PKCS#8, mode 0600)
     #[arg(long, value_name = "FILE", requires = "new_key")]
     key_out: Option<String>,
@@ -80,14 +80,10 @@ pub fn run(a: CsrArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let key = match (&a.key, &a.new_key) {
         (Some(path), _) => load_key(path, &a.pass)?,
-        (None, Some(spec)) => {
-            // Bare `rsa` takes the config's default_bits, as `req -newkey rsa` does.
-            let spec = match req.and_then(|r| r.default_bits) {
-                Some(bits) if spec.eq_ignore_ascii_case("rsa") => format!("rsa:{bits}"),
-                _ => spec.clone(),
-            };
-            PrivateKey::generate(spec.parse::<KeyAlgo>().unwrap_or_else(|m| usage(m)))?
-        }
+        (None, Some(spec)) => PrivateKey::generate(
+            spec.with_default_bits(req.and_then(|r| r.default_bits))
+                .unwrap_or_else(|m| usage(m)),
+        )?,
         (None, None) => usage("give --key FILE or --new-key ALGO".into()),
     };
     let built = build_csr(
@@ -116,8 +112,4 @@ pub fn run(a: CsrArgs) -> Result<()> {
         "subject": to_rfc4514(&subject.name),
         "algorithm": key.algo().to_string(),
     }))
-}
-
-fn check_algo(s: &str) -> Result<String, String> {
-    s.parse::<KeyAlgo>().map(|_| s.to_string())
 }

@@ -5,13 +5,13 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::inspect::describe_certificate;
 use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
-use devcert::keys::KeyAlgo;
+use devcert::keys::AlgoSpec;
 use devcert::registry::register_issued;
 use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
-use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
 
 /// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
 #[derive(Args)]
@@ -21,7 +21,7 @@ use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, warn_all};
 pub struct IssueArgs {
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
-    algo: KeyAlgo,
+    algo: AlgoSpec,
     /// OpenSSL req config (`[req]` with prompt = no and distinguished_name)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "cn"])]
     config: Option<String>,
@@ -74,7 +74,10 @@ pub fn run(a: IssueArgs) -> Result<()> {
     let files = make_device(
         &ca,
         &DeviceSpec {
-            algo: a.algo,
+            algo: a
+                .algo
+                .with_default_bits(req.and_then(|r| r.default_bits))
+                .unwrap_or_else(|m| usage(m)),
             subject: &subject.name,
             req_extensions: req.and_then(|r| r.extensions.as_ref()),
             profile: &profile,

@@ -1,6 +1,6 @@
 use clap::Args;
 use devcert::error::Result;
-use devcert::keys::{Curve, KeyAlgo, KeyFormat, PrivateKey};
+use devcert::keys::{AlgoSpec, Curve, KeyFormat, PrivateKey};
 use devcert::output::{Mode, write_file};
 
 use serde_json::json;
@@ -15,7 +15,7 @@ use super::{JsonArg, OutArgs, PassArgs, usage};
 pub struct KeyArgs {
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
-    algo: KeyAlgo,
+    algo: AlgoSpec,
     /// RSA modulus size
     #[arg(long, value_parser = ["2048", "3072", "4096"])]
     bits: Option<String>,
