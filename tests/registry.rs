@@ -459,10 +459,42 @@ fn unknown_serials_and_empty_queries() {
     issue_dev(&t, "other", "stray", false);
     reg(&t, &["device", "add", "stray/client.crt"])
         .fails_naming(&["stray/client.crt", "not registered"]);
-    // Queries never create a database: a mistyped --db is an error.
-    t.devcert(&["registry", "--db", "typo.db", "device", "list"])
+    // Queries never create a database. Listing one that does not exist is
+    // an empty list (CLI.md) with a warning naming it (a mistyped --db);
+    // anything else is an error, and so is `device add` (no CA is there).
+    for what in [&["device", "list", "--json"][..], &["ca", "list", "--json"]] {
+        let out = t
+            .devcert(&[&["registry", "--db", "typo.db"], what].concat())
+            .ok()
+            .warns_about(&["typo.db"]);
+        assert_eq!(json(out), serde_json::json!([]));
+    }
+    let out = t
+        .devcert(&["registry", "--db", "typo.db", "device", "list"])
+        .ok();
+    assert!(out.stdout.is_empty());
+    t.devcert(&["registry", "--db", "typo.db", "device", "show", "01"])
         .fails_naming(&["typo.db"]);
+    t.devcert(&[
+        "registry",
+        "--db",
+        "typo.db",
+        "device",
+        "add",
+        "stray/client.crt",
+    ])
+    .fails_naming(&["typo.db"]);
     t.assert_no_file("typo.db");
+    // A missing folder is named.
+    t.devcert(&[
+        "registry",
+        "--db",
+        "no/such/dir/r.db",
+        "ca",
+        "add",
+        "CA.crt",
+    ])
+    .fails_naming(&["no/such/dir", "does not exist"]);
     // A file that is not a registry database.
     t.write("junk.db", vec![b'x'; 4096]);
     t.devcert(&["registry", "--db", "junk.db", "ca", "list"])

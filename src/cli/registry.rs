@@ -187,7 +187,11 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
-            let cas = Registry::open_existing(db)?.cas()?;
+            let cas = if missing(db) {
+                Vec::new()
+            } else {
+                Registry::open_existing(db)?.cas()?
+            };
             if json {
                 print_json(&cas)?;
             } else {
@@ -225,12 +229,27 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A listing of a registry that does not exist is empty (with a warning,
+/// for a mistyped `--db`), and creates nothing.
+fn missing(db: &str) -> bool {
+    let missing = std::fs::symlink_metadata(db).is_err();
+    if missing {
+        super::warn(format!(
+            "registry {db} does not exist: nothing is registered"
+        ));
+    }
+    missing
+}
+
 fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
-    // Only `device add` may create the database.
-    let mut reg = match cmd {
-        DeviceCommand::Add { .. } => Registry::open(db)?,
-        _ => Registry::open_existing(db)?,
-    };
+    if let DeviceCommand::List(l) = &cmd
+        && missing(db)
+    {
+        let empty: [DeviceRecord; 0] = [];
+        return if l.json { print_json(&empty) } else { Ok(()) };
+    }
+    // Only `ca add` creates a database: a device needs a registered CA.
+    let mut reg = Registry::open_existing(db)?;
     match cmd {
         DeviceCommand::Add { file } => {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;

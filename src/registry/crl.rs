@@ -85,7 +85,10 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
     let ca_id = reg.ca_id(&ca.cert)?.ok_or_else(|| {
         Error::refused("cannot make CRL", "this CA is not registered")
             .file(&ca.cert.label)
-            .hint("register it first: devcert registry ca add CA.crt")
+            .hint(format!(
+                "register it first: devcert registry ca add {}",
+                ca.cert.label
+            ))
     })?;
     let mut warnings = Vec::new();
     let ca_tbs = ca.cert.cert.tbs_certificate();

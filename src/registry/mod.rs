@@ -239,7 +239,15 @@ fn sql_error(what: &str, label: &str, e: rusqlite::Error) -> Error {
             BUSY_TIMEOUT.as_secs()
         ),
         Some(rusqlite::ErrorCode::NotADatabase) => "not a devcert registry (not SQLite)".into(),
-        Some(rusqlite::ErrorCode::CannotOpen) => "cannot open the database file".into(),
+        Some(rusqlite::ErrorCode::CannotOpen) => {
+            let parent = std::path::Path::new(label)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty());
+            match parent {
+                Some(p) if !p.is_dir() => format!("its folder {} does not exist", p.display()),
+                _ => "cannot open the database file".into(),
+            }
+        }
         _ => e.to_string(),
     };
     Error::new(ErrorKind::Registry, what, why).file(label)
