@@ -69,6 +69,13 @@ pub fn order_chain(mut certs: Vec<LoadedCert>, sort: bool) -> Result<Vec<LoadedC
     Ok(ordered)
 }
 
+/// The files certificates came from, for an error about several of them.
+fn labels<'a>(certs: impl Iterator<Item = &'a LoadedCert>) -> String {
+    let mut files: Vec<&str> = certs.map(|c| c.label.as_str()).collect();
+    files.dedup();
+    files.join(", ")
+}
+
 /// Orders certificates leaf first: start at the one that issued nothing
 /// else, then repeatedly take its issuer. Leftovers mean a gap.
 fn sort_chain(mut pool: Vec<LoadedCert>) -> Result<Vec<LoadedCert>> {
@@ -87,7 +94,8 @@ fn sort_chain(mut pool: Vec<LoadedCert>) -> Result<Vec<LoadedCert>> {
                 ErrorKind::Refused,
                 "broken chain",
                 "no leaf: the certificates issue each other in a loop",
-            ));
+            )
+            .file(labels(pool.iter())));
         }
         many => {
             let names: Vec<String> = many.iter().map(|&i| describe(&pool[i])).collect();
@@ -99,6 +107,7 @@ fn sort_chain(mut pool: Vec<LoadedCert>) -> Result<Vec<LoadedCert>> {
                     names.join(", ")
                 ),
             )
+            .file(labels(many.iter().map(|&i| &pool[i])))
             .hint("a certificate linking them is missing"));
         }
     };

@@ -44,6 +44,7 @@ impl PassphraseSource {
                         "no passphrase",
                         format!("environment variable {var} is not set"),
                     )
+                    .file(format!("${var}"))
                 })?;
                 Zeroizing::new(v.into_encoded_bytes())
             }
@@ -54,6 +55,7 @@ impl PassphraseSource {
                         "no passphrase",
                         format!("{purpose} needs a passphrase and stdin is not a terminal"),
                     )
+                    .file("<stdin>")
                     .hint("give --passphrase-file FILE or --passphrase-env VAR"));
                 }
                 let first = Zeroizing::new(
@@ -70,7 +72,8 @@ impl PassphraseSource {
                             ErrorKind::Passphrase,
                             "no passphrase",
                             "the two passphrases differ",
-                        ));
+                        )
+                        .file("<tty>"));
                     }
                 }
                 Zeroizing::new(first.as_bytes().to_vec())
@@ -81,7 +84,12 @@ impl PassphraseSource {
                 ErrorKind::Passphrase,
                 "no passphrase",
                 format!("empty passphrase for {purpose}"),
-            ));
+            )
+            .file(match self {
+                PassphraseSource::File(path) => path.clone(),
+                PassphraseSource::Env(var) => format!("${var}"),
+                PassphraseSource::Prompt => "<tty>".into(),
+            }));
         }
         Ok(pass)
     }

@@ -208,7 +208,9 @@ pub(crate) fn build_certificate(
             ErrorKind::Refused,
             "invalid validity",
             "notAfter is in the past",
-        ));
+        )
+        // Only --not-after can name a past time (--days is at least 1).
+        .file("--not-after"));
     }
     let built = req.profile.build(&ExtContext {
         subject_spki: req.spki,
