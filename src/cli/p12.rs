@@ -21,7 +21,8 @@ decrypt it (use --out-passphrase-file/-env for a different keystore passphrase).
 Examples:
   devcert p12 --key client/client_pkcs8.key --cert client/client_chain.crt --passphrase-file pw.txt -o client.p12
   devcert p12 --key client.key --cert client.crt --chain CA.crt --name client-test --passphrase-env P12_PASS -o client.p12
-  devcert p12 --legacy ...      # 3DES + SHA-1 MAC for Java 8 / old Windows
+  devcert p12 --legacy --key client.key --cert client_chain.crt --passphrase-file pw.txt -o client-legacy.p12
+      (3DES + SHA-1 MAC, for Java 8 before 8u301 / old Windows)
 
 Java: KeyStore.getInstance(\"PKCS12\").load(in, pass); the alias is --name.
 Check: openssl pkcs12 -info -nokeys -in client.p12 -passin file:pw.txt")]

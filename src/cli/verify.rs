@@ -13,7 +13,7 @@ use super::{print_json, read_input};
 /// Verify a device certificate or chain against a CA (replaces `openssl verify -CAfile`)
 #[derive(Args)]
 #[command(
-    after_help = "Prints OK (exit 0) or REJECTED: <reason> (exit 3); unreadable input is an error (exit 1).\nWith --json: {\"ok\": true|false, \"reason\": null|\"...\"}, same exit codes.\n\nExamples:\n  devcert verify --ca CA.crt client.crt\n  devcert verify --ca CA.crt client_chain.crt\n  devcert verify --ca root.crt --untrusted sub.crt --crl ca.crl --at 2030-01-01T00:00:00Z client.crt"
+    after_help = "Prints OK (exit 0) or REJECTED: <reason> (exit 3); unreadable input is an error (exit 1).\nWith --json: {\"ok\": true|false, \"reason\": null|\"...\"}, same exit codes.\n\nExamples:\n  devcert verify --ca CA.crt client.crt\n  devcert verify --ca CA.crt client_chain.crt\n  devcert verify --ca root.crt --untrusted sub.crt --crl ca.crl client.crt\n  devcert verify --ca CA.crt --at \"$(date -u -d '+90 days' +%FT%TZ)\" client_chain.crt\n\n--at asks \"will this device still be accepted then?\" (a date inside the\ncertificate's validity: OK; past notAfter: REJECTED). With --crl, --at also\njudges the CRL at that time: a CRL expires in days (nextUpdate), so use a\n--at after it only with the CRL that will be in force then."
 )]
 pub struct VerifyArgs {
     /// Certificate or chain file (leaf first); extra certificates count as untrusted
