@@ -866,3 +866,44 @@ fn summary_on_stderr_and_json_on_stdout() {
     assert!(out.stderr.is_empty(), "{}", out.describe());
     assert_eq!(json_doc(&out)["skipped"].as_u64(), Some(3));
 }
+
+/// `batch` issues each device as `issue` does, so it warns as `issue` (and
+/// `sign`, CLI.md) does: a device certificate outliving its CA, and the
+/// seed profile's keyCertSign on a CA:FALSE certificate. `issue` is run
+/// first as the reference.
+#[test]
+fn warns_as_issue_does() {
+    let t = TestDir::new();
+    t.short_ca("CA", 30);
+    let profile = ["--profile", SEED_CRT];
+    t.devcert(
+        &[
+            &[
+                "issue", "--ca", "CA.crt", "--ca-key", "CA.key", "--cn", "one",
+            ][..],
+            &profile,
+            &["--out-dir", "one"],
+        ]
+        .concat(),
+    )
+    .ok()
+    .warns_about(&["CA's"])
+    .warns_about(&["keyCertSign"]);
+    let out = batch(
+        &t,
+        &[
+            &["--count", "2", "--cn-prefix", "w-", "--out-dir", "fleet"][..],
+            &profile,
+        ]
+        .concat(),
+    )
+    .ok();
+    // The devices are still made (a warning, not an error).
+    let crts = [
+        "fleet/w-1/client.crt".to_string(),
+        "fleet/w-2/client.crt".to_string(),
+    ];
+    verify_all(&t, "CA.crt", &crts);
+    assert_summary(&out, 2, "fleet", 2, 0);
+    out.warns_about(&["CA's"]).warns_about(&["keyCertSign"]);
+}
