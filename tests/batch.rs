@@ -1041,3 +1041,93 @@ fn a_device_that_cannot_be_written_fails_the_batch_cleanly() {
     }
     assert_eq!(manifest(&t, "fleet").len(), 3);
 }
+
+/// A template in long form with repeated fields: its subject with the CN
+/// replaced, DER-identical to what `openssl req` makes of it, and its
+/// default_md used. A template without a CN is refused before anything.
+#[test]
+fn long_form_template_with_repeated_fields_and_its_digest() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let template = "[ req ]\nprompt = no\ndefault_md = sha384\ndistinguished_name = subj\n\
+                    [ subj ]\ncountryName = DE\norganizationName = Acme\n\
+                    0.organizationalUnitName = Fleet\n1.organizationalUnitName = Sensors\n\
+                    commonName = will-be-replaced\nserialNumber = 42\n";
+    t.write("tmpl.cfg", template);
+    batch(
+        &t,
+        &[
+            "--count",
+            "2",
+            "--cn-prefix",
+            "s-",
+            "--config",
+            "tmpl.cfg",
+            "--out-dir",
+            "fleet",
+        ],
+    )
+    .ok();
+    let dirs = ["fleet/s-1".to_string(), "fleet/s-2".to_string()];
+    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
+    verify_all(&t, "CA.crt", &crts);
+    prefetch_devices(&t, &dirs, "CA.crt");
+    for (row, dir) in manifest(&t, "fleet").iter().zip(&dirs) {
+        let cn = dir.trim_start_matches("fleet/");
+        let cert = assert_device(&t, dir, "CA.crt");
+        assert_row(row, cn, dir, &cert, "issued");
+        assert_eq!(
+            cert.subject,
+            format!("serialNumber=42,CN={cn},OU=Sensors,OU=Fleet,O=Acme,C=DE")
+        );
+        let cfg = format!("ref-{cn}.cfg");
+        t.write(&cfg, template.replace("will-be-replaced", cn));
+        let refcsr = format!("ref-{cn}.csr");
+        t.openssl_ok(&[
+            "req",
+            "-new",
+            "-config",
+            &cfg,
+            "-key",
+            &format!("{dir}/client.key"),
+            "-out",
+            &refcsr,
+        ]);
+        assert_eq!(
+            t.cert(&format!("{dir}/client.crt")).get("subject_der"),
+            t.csr(&refcsr).get("subject_der"),
+            "subject of {dir} is not what openssl req makes of the template"
+        );
+        let text = t.openssl_ok(&[
+            "x509",
+            "-in",
+            &format!("{dir}/client.crt"),
+            "-noout",
+            "-text",
+        ]);
+        assert!(
+            text.contains("Signature Algorithm: ecdsa-with-SHA384"),
+            "the template's default_md sha384 is used:\n{text}"
+        );
+    }
+    t.write(
+        "nocn.cfg",
+        "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nO = Acme\n",
+    );
+    let before = t.listing();
+    batch(
+        &t,
+        &[
+            "--count",
+            "2",
+            "--cn-prefix",
+            "n-",
+            "--config",
+            "nocn.cfg",
+            "--out-dir",
+            "other",
+        ],
+    )
+    .fails_naming(&["nocn.cfg"]);
+    t.assert_unchanged(&before);
+}
