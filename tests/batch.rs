@@ -1131,3 +1131,44 @@ fn long_form_template_with_repeated_fields_and_its_digest() {
     .fails_naming(&["nocn.cfg"]);
     t.assert_unchanged(&before);
 }
+
+/// Usage errors are clap's (exit 2) and make nothing; `--names -` reads
+/// the list from standard input.
+#[test]
+fn usage_errors_and_names_from_stdin() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.write("n.txt", "a\n");
+    let before = t.listing();
+    for bad in [
+        &["--count", "0", "--cn-prefix", "x"][..],
+        &["--count", "2"],
+        &["--cn-prefix", "x"],
+        &[],
+        &["--names", "n.txt", "--count", "2", "--cn-prefix", "x"],
+        &["--count", "1", "--cn-prefix", "x", "--jobs", "0"],
+        &["--count", "1", "--cn-prefix", "x", "--days", "0"],
+    ] {
+        batch(&t, &[bad, &["--out-dir", "fleet"]].concat()).usage_error();
+        t.assert_unchanged(&before);
+    }
+    let out = t
+        .devcert_cmd()
+        .args([
+            "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--names", "-",
+        ])
+        .args(["--out-dir", "fleet", "--json"])
+        .stdin("# from a pipe\nin-1\r\nin-2\n")
+        .run()
+        .ok();
+    assert_eq!(json_doc(&out)["issued"].as_u64(), Some(2));
+    let dirs = ["fleet/in-1".to_string(), "fleet/in-2".to_string()];
+    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
+    verify_all(&t, "CA.crt", &crts);
+    assert_eq!(folders(&t, "fleet"), ["in-1", "in-2"]);
+    let rows = manifest(&t, "fleet");
+    assert_eq!(
+        rows.iter().map(|r| s(r, "cn")).collect::<Vec<_>>(),
+        ["in-1", "in-2"]
+    );
+}
