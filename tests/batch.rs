@@ -1172,3 +1172,38 @@ fn usage_errors_and_names_from_stdin() {
         ["in-1", "in-2"]
     );
 }
+
+/// Keys are 0600 whatever the umask, also when a device is redone; the
+/// other files (and the manifests) are 0644 filtered by the umask.
+#[test]
+fn file_modes_under_any_umask() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    for (umask, public) in [(0o000, 0o644), (0o077, 0o600), (0o027, 0o640)] {
+        let dir = format!("fleet{umask:03o}");
+        let csv = format!("{dir}.csv");
+        let run = || {
+            t.devcert_cmd()
+                .umask(umask)
+                .args(["batch", "--ca", "CA.crt", "--ca-key", "CA.key"])
+                .args(["--count", "2", "--cn-prefix", "m", "--out-dir", &dir])
+                .args(["--manifest-csv", &csv])
+                .run()
+                .ok()
+        };
+        run();
+        // m1 is redone on the re-run (its certificate is gone).
+        fs::remove_file(t.path(&format!("{dir}/m1/client.crt"))).unwrap();
+        run();
+        for m in ["m1", "m2"] {
+            let f = |n: &str| format!("{dir}/{m}/{n}");
+            t.assert_mode(&f("client.key"), 0o600);
+            t.assert_mode(&f("client_pkcs8.key"), 0o600);
+            for n in ["client.csr", "client.crt", "client_chain.crt"] {
+                t.assert_mode(&f(n), public);
+            }
+        }
+        t.assert_mode(&format!("{dir}/manifest.json"), public);
+        t.assert_mode(&csv, public);
+    }
+}
