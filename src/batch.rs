@@ -33,6 +33,8 @@ use crate::sign::{CaSigner, format_time, serial_hex};
 pub fn read_names(text: &str, label: &str) -> Result<Vec<String>> {
     let mut seen = std::collections::HashMap::new();
     let mut names = Vec::new();
+    // Windows editors start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let name = raw.trim();
@@ -145,11 +147,16 @@ pub struct ManifestRow {
     pub status: &'static str,
 }
 
-/// Counts for the summary line.
-#[derive(Debug, Default, Clone, Copy)]
+/// Counts for the summary line, and the warnings of the issued devices.
+#[derive(Debug, Default, Clone)]
 pub struct BatchSummary {
     pub issued: usize,
     pub skipped: usize,
+    /// The first device (in order) that got warnings, and those warnings:
+    /// the CA, profile and validity are shared, so the others get the same.
+    pub warnings: Option<(String, Vec<String>)>,
+    /// How many issued devices got warnings.
+    pub warned: usize,
 }
 
 /// Issues every device in `names` under `out_dir` with `jobs` threads.
@@ -180,7 +187,7 @@ impl BatchJob<'_> {
         // the manifest writer per run rather than per device (a batch spent
         // 7% of its time in futex calls otherwise).
         const CLAIM: usize = 16;
-        type Done = (usize, ManifestRow, Vec<u8>, bool);
+        type Done = (usize, ManifestRow, Vec<u8>, Option<Vec<String>>);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Done>>(self.jobs * 8);
         let mut summary = BatchSummary::default();
         std::thread::scope(|scope| -> Result<()> {
@@ -226,10 +233,15 @@ impl BatchJob<'_> {
                 pending.insert(i, (row, der, issued));
                 while let Some((row, der, issued)) = pending.remove(&written) {
                     on_device(&der)?;
-                    if issued {
-                        summary.issued += 1;
-                    } else {
-                        summary.skipped += 1;
+                    match issued {
+                        None => summary.skipped += 1,
+                        Some(warnings) => {
+                            summary.issued += 1;
+                            if !warnings.is_empty() {
+                                summary.warned += 1;
+                                summary.warnings.get_or_insert((row.cn.clone(), warnings));
+                            }
+                        }
                     }
                     let sep = if written == 0 { "" } else { ",\n" };
                     let json = serde_json::to_string(&row)
@@ -263,14 +275,14 @@ impl BatchJob<'_> {
     }
 
     /// Makes (or finds complete) one device: its row, its certificate's
-    /// DER and whether it was issued now.
-    fn device(&self, cn: &str) -> Result<(ManifestRow, Vec<u8>, bool)> {
+    /// DER and, when it was issued now, the warnings it got.
+    fn device(&self, cn: &str) -> Result<(ManifestRow, Vec<u8>, Option<Vec<String>>)> {
         let dir = self.out_dir.join(cn);
         // A first run finds no folder: nothing to skip or clean up.
         let existed = dir.symlink_metadata().is_ok();
         if existed && let Some(cert) = complete_device(&dir, self.ca) {
             let row = manifest_row(cn, &dir, &cert.cert, "skipped");
-            return Ok((row, cert.der, false));
+            return Ok((row, cert.der, None));
         }
         let subject = self.template.name_for(cn).map_err(|e| e.file(cn))?;
         let spec = DeviceSpec {
@@ -289,7 +301,7 @@ impl BatchJob<'_> {
         Ok((
             manifest_row(cn, &dir, &cert, "issued"),
             files.cert_der,
-            true,
+            Some(files.warnings),
         ))
     }
 }
@@ -392,6 +404,14 @@ pub fn manifest_path(out_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_file_starting_with_a_byte_order_mark() {
+        assert_eq!(
+            read_names("\u{feff}dev-1\r\ndev-2\r\n", "n").unwrap(),
+            ["dev-1", "dev-2"]
+        );
+    }
 
     #[test]
     fn names_file_rules() {

@@ -204,6 +204,15 @@ pub fn run(a: BatchArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let summary = result?;
+    if let Some((first, warnings)) = &summary.warnings {
+        let others = match summary.warned - 1 {
+            0 => String::new(),
+            n => format!(" and {n} other device(s)"),
+        };
+        for w in warnings {
+            super::warn(format!("{first}{others}: {w}"));
+        }
+    }
     if let (Some(c), Some(p)) = (csv, &a.manifest_csv) {
         let err =
             |e: std::io::Error| Error::io("cannot write manifest", p.display().to_string(), &e);
