@@ -15,7 +15,7 @@ use x509_cert::Certificate;
 use x509_cert::name::Name;
 
 use crate::csr::ReqConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Input, LoadedCert};
 use crate::issue::{
     CERT_FILE, CHAIN_FILE, CSR_FILE, DEVICE_FILES, DeviceSpec, KEY_FILE, PKCS8_FILE, make_device,
@@ -280,11 +280,28 @@ impl BatchJob<'_> {
         let dir = self.out_dir.join(cn);
         // A first run finds no folder: nothing to skip or clean up.
         let existed = dir.symlink_metadata().is_ok();
+        let subject = self.template.name_for(cn).map_err(|e| e.file(cn))?;
         if existed && let Some(cert) = complete_device(&dir, self.ca) {
+            // A complete device of another template (a reused --out-dir) is
+            // neither skipped as if it were asked for, nor replaced: its key
+            // may already be on a device.
+            let has = cert.cert.tbs_certificate().subject();
+            if has != &subject {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    "device exists with another subject",
+                    format!(
+                        "it has {}, this batch would make {}",
+                        crate::name::to_rfc4514(has),
+                        crate::name::to_rfc4514(&subject)
+                    ),
+                )
+                .file(dir.display().to_string())
+                .hint("use another --out-dir, or remove the folder to issue it again"));
+            }
             let row = manifest_row(cn, &dir, &cert.cert, "skipped");
             return Ok((row, cert.der, None));
         }
-        let subject = self.template.name_for(cn).map_err(|e| e.file(cn))?;
         let spec = DeviceSpec {
             subject: &subject,
             ..self.spec

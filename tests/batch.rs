@@ -1207,3 +1207,38 @@ fn file_modes_under_any_umask() {
         t.assert_mode(&csv, public);
     }
 }
+
+/// A complete device made from another template (a reused --out-dir) is
+/// neither skipped as if it were the one asked for nor replaced (its key may
+/// already be on a device): the batch stops, naming it.
+#[test]
+fn a_device_of_another_template_is_refused_not_skipped_or_replaced() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let args = ["--count", "2", "--cn-prefix", "s-", "--out-dir", "fleet"];
+    batch(&t, &args).ok();
+    let before = snapshot(&t, "fleet");
+    t.write(
+        "acme.cfg",
+        "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nO = ACME\nCN = x\n",
+    );
+    batch(&t, &[&args[..], &["--config", "acme.cfg"]].concat()).fails_naming(&[
+        "fleet/s-1",
+        "another subject",
+        "O=ACME",
+    ]);
+    assert_eq!(snapshot(&t, "fleet"), before, "nothing replaced");
+    let subject = t.openssl_ok(&[
+        "x509",
+        "-in",
+        "fleet/s-1/client.crt",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "RFC2253",
+    ]);
+    assert_eq!(subject.trim(), "subject=CN=s-1");
+    // The same template as before still skips.
+    let out = batch(&t, &[&args[..], &["--json"]].concat()).ok();
+    assert_eq!(json_doc(&out)["skipped"], 2);
+}

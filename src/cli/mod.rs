@@ -246,8 +246,17 @@ pub fn load_ca(ca: &str, ca_key: &str, pass: &PassArgs, digest: Digest) -> Resul
 /// A combination clap could not rule out: a usage error (exit 2).
 pub fn usage(msg: String) -> ! {
     use clap::CommandFactory;
-    Cli::command()
-        .error(clap::error::ErrorKind::ArgumentConflict, msg)
+    let cli = Cli::command();
+    // Show the usage of the command that was run, as clap's own errors do.
+    let name = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut cmd = match name.and_then(|n| cli.find_subcommand(&n).cloned()) {
+        Some(sub) => {
+            let bin = format!("devcert {}", sub.get_name());
+            sub.bin_name(bin)
+        }
+        None => cli,
+    };
+    cmd.error(clap::error::ErrorKind::ArgumentConflict, msg)
         .exit()
 }
 
