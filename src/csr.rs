@@ -133,9 +133,15 @@ pub fn build_csr(
         extensions = built.extensions;
         warnings = built.warnings;
     }
-    // --san replaces a subjectAltName from the config rather than duplicating it.
+    // --san replaces a subjectAltName from the config rather than duplicating
+    // it (which `openssl req -addext` refuses); say so, it is easy to miss.
     for ext in extra {
+        let before = extensions.len();
         extensions.retain(|e| e.extn_id != ext.extn_id);
+        if extensions.len() != before {
+            warnings
+                .push("--san replaces the subjectAltName of the config's req_extensions".into());
+        }
         extensions.push(ext);
     }
     let mut attributes = SetOfVec::new();

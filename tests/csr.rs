@@ -236,6 +236,30 @@ fn req_extensions_section_is_requested() {
         "requested SAN missing from openssl req -text:\n{text}"
     );
     assert_req_verify_ok(&t, "ext.csr");
+    // --san replaces the config's subjectAltName (one SAN, not two), and says so.
+    t.devcert(&[
+        "csr",
+        "--key",
+        "k.key",
+        "--config",
+        "ext.cfg",
+        "--san",
+        "DNS:other",
+        "-o",
+        "san.csr",
+    ])
+    .ok()
+    .warns_about(&["replaces the subjectAltName"]);
+    let text = t.openssl_ok(&["req", "-in", "san.csr", "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:other") && !text.contains("dev.example.com"),
+        "--san did not replace the config's SAN:\n{text}"
+    );
+    assert_eq!(
+        text.matches("Subject Alternative Name").count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
