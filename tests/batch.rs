@@ -1242,3 +1242,27 @@ fn a_device_of_another_template_is_refused_not_skipped_or_replaced() {
     let out = batch(&t, &[&args[..], &["--json"]].concat()).ok();
     assert_eq!(json_doc(&out)["skipped"], 2);
 }
+
+/// One batch per folder at a time: a second one would take the first's
+/// half-written devices for a killed run's leftovers. It is refused at once,
+/// naming the folder, and makes nothing.
+#[test]
+fn a_second_batch_into_a_busy_folder_is_refused() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    fs::create_dir(t.path("fleet")).unwrap();
+    // The lock a running batch holds: flock on the folder.
+    let held = fs::File::open(t.path("fleet")).unwrap();
+    held.try_lock().unwrap();
+    let args = ["--count", "2", "--cn-prefix", "b-", "--out-dir", "fleet"];
+    batch(&t, &args).fails_naming(&["fleet", "busy", "another devcert batch"]);
+    assert_eq!(
+        fs::read_dir(t.path("fleet")).unwrap().count(),
+        0,
+        "nothing made"
+    );
+    drop(held);
+    let crts: Vec<String> = (1..=2).map(|i| format!("fleet/b-{i}/client.crt")).collect();
+    batch(&t, &args).ok();
+    verify_all(&t, "CA.crt", &crts);
+}

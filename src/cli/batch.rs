@@ -5,7 +5,7 @@ use std::time::Instant;
 use clap::Args;
 use devcert::batch::{BatchJob, SubjectTemplate, manifest_path, numbered_names, read_names};
 use devcert::digest::Digest;
-use devcert::error::{Error, Result};
+use devcert::error::{Error, ErrorKind, Result};
 use devcert::issue::DeviceSpec;
 use devcert::keys::AlgoSpec;
 use devcert::output::{Mode, commit, exists_error, stage};
@@ -116,6 +116,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
             &e,
         )
     })?;
+    let _lock = lock_out_dir(&a.out_dir)?;
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -268,4 +269,26 @@ fn refuse_foreign_csv(p: &Path, force: bool) -> Result<()> {
     }
     Err(exists_error(&p.display().to_string())
         .hint("it is not a devcert manifest; use --force to replace it"))
+}
+
+/// One batch at a time per folder: a second one would take the first's
+/// half-written devices for leftovers of a killed run and remove their temp
+/// files. The lock (flock on the folder itself, no lock file to leave
+/// behind) goes when the process ends, however it ends.
+fn lock_out_dir(dir: &Path) -> Result<std::fs::File> {
+    let label = dir.display().to_string();
+    let f =
+        std::fs::File::open(dir).map_err(|e| Error::io("cannot open output folder", &label, &e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Refused,
+            "output folder is busy",
+            "another devcert batch is writing to it",
+        )
+        .file(label)
+        .hint("wait for it to finish, then re-run: complete devices are skipped")),
+        // A filesystem without flock still gets its batch, as before.
+        Err(std::fs::TryLockError::Error(_)) => Ok(f),
+    }
 }
