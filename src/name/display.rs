@@ -1,0 +1,126 @@
+//! Names shown as RFC 4514 text, as `openssl x509 -nameopt
+//! RFC2253,-esc_msb` shows them.
+
+use super::*;
+
+/// The name as RFC 4514 text, equal to what
+/// `openssl x509 -noout -subject -nameopt RFC2253,-esc_msb` prints after
+/// `subject=`: most specific RDN first (and, as OpenSSL does, the
+/// attributes of a multi-valued RDN in reverse DER order), OpenSSL's short
+/// names, `,+"\<>;` and a leading `#` or leading/trailing space escaped
+/// with `\`, control characters as `\XX`, unknown attributes and
+/// non-string values as `OID=#<hex DER>`.
+///
+/// Text is kept as UTF-8 (the `-esc_msb` choice): plain `-nameopt RFC2253`
+/// would print every byte of a multibyte character as `\XX`, which is
+/// correct RFC 4514 but unreadable for names like `Zürich`. T61String is
+/// read as Latin-1 and BMPString as UCS-2, as OpenSSL does; a UTF8String
+/// holding invalid UTF-8 gets its high bytes escaped as `\XX`.
+pub fn to_rfc4514(name: &Name) -> String {
+    let mut out = String::new();
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    for (i, rdn) in rdns.into_iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let atvs: Vec<_> = rdn.iter().collect();
+        for (j, atv) in atvs.into_iter().rev().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match attribute_short_name(&atv.oid) {
+                Some(short) => {
+                    out.push_str(short);
+                    out.push('=');
+                    push_value(&mut out, &atv.value);
+                }
+                None => {
+                    out.push_str(&atv.oid.to_string());
+                    out.push('=');
+                    push_hex_der(&mut out, &atv.value);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn push_value(out: &mut String, value: &Any) {
+    let bytes = value.value();
+    let text: Option<Vec<char>> = match value.tag() {
+        Tag::Utf8String => match std::str::from_utf8(bytes) {
+            Ok(s) => Some(s.chars().collect()),
+            Err(_) => {
+                push_escaped_bytes(out, bytes);
+                return;
+            }
+        },
+        Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::TeletexString
+        | Tag::NumericString
+        | Tag::VisibleString
+        | Tag::UtcTime
+        | Tag::GeneralizedTime => Some(bytes.iter().map(|&b| char::from(b)).collect()),
+        Tag::BmpString if bytes.len().is_multiple_of(2) => bytes
+            .chunks_exact(2)
+            .map(|p| char::from_u32(u32::from(u16::from_be_bytes([p[0], p[1]]))))
+            .collect(),
+        _ => None,
+    };
+    match text {
+        Some(chars) => push_escaped(out, &chars),
+        None => push_hex_der(out, value),
+    }
+}
+
+fn push_escaped(out: &mut String, chars: &[char]) {
+    let last = chars.len().saturating_sub(1);
+    for (i, &c) in chars.iter().enumerate() {
+        push_escaped_char(out, c, i == 0, i == last);
+    }
+}
+
+/// OpenSSL's `do_esc_char` with the RFC 2253 flags minus `ESC_MSB`.
+fn push_escaped_char(out: &mut String, c: char, first: bool, last: bool) {
+    match c {
+        '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+            out.push('\\');
+            out.push(c);
+        }
+        '#' if first => out.push_str("\\#"),
+        ' ' if first || last => out.push_str("\\ "),
+        c if c.is_ascii_control() => out.push_str(&format!("\\{:02X}", u32::from(c))),
+        c => out.push(c),
+    }
+}
+
+/// A UTF8String that is not UTF-8: what OpenSSL's byte-wise printer does,
+/// with high bytes escaped so the result stays a valid string.
+fn push_escaped_bytes(out: &mut String, bytes: &[u8]) {
+    let last = bytes.len().saturating_sub(1);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii() {
+            push_escaped_char(out, char::from(b), i == 0, i == last);
+        } else {
+            out.push_str(&format!("\\{b:02X}"));
+        }
+    }
+}
+
+fn push_hex_der(out: &mut String, value: &Any) {
+    out.push('#');
+    match value.to_der() {
+        Ok(der) => {
+            for b in der {
+                out.push_str(&format!("{b:02X}"));
+            }
+        }
+        // Only a value too long for DER fails to encode; show its content.
+        Err(_) => {
+            for b in value.value() {
+                out.push_str(&format!("{b:02X}"));
+            }
+        }
+    }
+}
