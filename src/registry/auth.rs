@@ -7,9 +7,9 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{CertRow, Registry, now, sql_error};
+use super::{CertRow, Registry, now};
 use crate::error::Result;
 use crate::input::LoadedCert;
 use crate::verify::{Policy, Verdict, verify};
@@ -85,14 +85,9 @@ impl Registry {
     /// Looks the device up and registers it if unknown, in one transaction
     /// so two first connections at once register it once.
     fn admit(&mut self, ca_id: i64, leaf: &LoadedCert) -> Result<Decision> {
-        let what = "cannot update registry";
-        let label = self.label.clone();
-        let fail = |e| sql_error(what, &label, e);
         let row = CertRow::of(leaf);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let (tx, fail) = self.write_tx("cannot update registry")?;
+        let fail = &fail;
         let found: Option<(String, Vec<u8>)> = tx
             .query_row(
                 "SELECT status, fingerprint FROM devices WHERE serial = ?1",

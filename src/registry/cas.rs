@@ -1,10 +1,10 @@
 //! Registered CAs: adding, listing, and finding them by certificate.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::Digest as _;
 use x509_cert::ext::pkix::{BasicConstraints, SubjectKeyIdentifier};
 
-use super::{Added, CaRecord, CertRow, Registry, now, rfc3339, sql_error};
+use super::{Added, CaRecord, CertRow, Registry, now, rfc3339};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
 
@@ -45,14 +45,11 @@ impl Registry {
 
     /// The CA's id, registering it first if it is not registered yet.
     pub fn ensure_ca(&mut self, ca: &LoadedCert) -> Result<(i64, Added)> {
-        let what = "cannot register CA";
         let row = CertRow::of(ca);
         let ski = colon_hex(&ca_key_id(ca));
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error(what, &self.label, e))?;
-        let fail = |e| sql_error(what, &self.label, e);
+        let what = "cannot register CA";
+        let (tx, fail) = self.write_tx(what)?;
+        let fail = &fail;
         let found: Option<(i64, Vec<u8>)> = tx
             .query_row(
                 "SELECT id, fingerprint FROM cas WHERE serial = ?1",

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use der::asn1::{OctetString, Uint};
 use der::{Decode, Encode};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::params;
 use x509_cert::certificate::Version;
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::Extension;
@@ -19,8 +19,8 @@ use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage};
 use x509_cert::serial_number::SerialNumber;
 
+use super::Registry;
 use super::cas::ca_key_id;
-use super::{Registry, sql_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::pem_encode;
 use crate::output::{Mode, commit, refuse_existing, stage, write_stdout};
@@ -49,13 +49,8 @@ impl Registry {
     /// Takes the next CRL number of CA `ca_id` and its held devices
     /// (serial, deactivation time) in one transaction.
     fn crl_snapshot(&mut self, ca_id: i64) -> Result<(u64, Vec<(String, i64)>)> {
-        let what = "cannot read registry";
-        let label = self.label.clone();
-        let fail = |e| sql_error(what, &label, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let (tx, fail) = self.write_tx("cannot read registry")?;
+        let fail = &fail;
         let number: i64 = tx
             .query_row(
                 "UPDATE cas SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",

@@ -1,9 +1,9 @@
 //! Device certificates: registering (one, or a batch in chunks), finding,
 //! activating, deactivating and deleting them.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::{Added, CertRow, DeviceQuery, DeviceRecord, Registry, Status, now, rfc3339, sql_error};
+use super::{Added, CertRow, DeviceQuery, DeviceRecord, Registry, Status, now, rfc3339};
 use crate::error::{Error, Result};
 use crate::input::LoadedCert;
 
@@ -30,12 +30,8 @@ impl Registry {
     /// nothing of this call is kept.
     pub fn add_devices(&mut self, ca_id: i64, certs: &[LoadedCert]) -> Result<Vec<Added>> {
         let what = "cannot register device";
-        let label = self.label.clone();
-        let fail = |e| sql_error(what, &label, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let (tx, fail) = self.write_tx(what)?;
+        let fail = &fail;
         let mut out = Vec::with_capacity(certs.len());
         {
             let mut insert = tx

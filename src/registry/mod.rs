@@ -215,6 +215,25 @@ impl Registry {
         Ok(Registry { conn, label })
     }
 
+    /// A write transaction, `BEGIN IMMEDIATE`: the write lock is taken up
+    /// front, where the busy timeout applies (a deferred transaction that
+    /// upgrades later can fail at once), with the error mapper for `what`.
+    fn write_tx(
+        &mut self,
+        what: &'static str,
+    ) -> Result<(
+        rusqlite::Transaction<'_>,
+        impl Fn(rusqlite::Error) -> Error + use<>,
+    )> {
+        let label = self.label.clone();
+        let fail = move |e| sql_error(what, &label, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        Ok((tx, fail))
+    }
+
     fn err(&self, what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
         let what = what.to_string();
         move |e| sql_error(&what, &self.label, e)
