@@ -1266,3 +1266,39 @@ fn a_second_batch_into_a_busy_folder_is_refused() {
     batch(&t, &args).ok();
     verify_all(&t, "CA.crt", &crts);
 }
+
+/// `--manifest-csv -` writes the CSV to standard output (a file named `-`
+/// would surprise); with `--json`, which wants stdout too, it is a usage
+/// error.
+#[test]
+fn manifest_csv_to_stdout() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let args = [
+        "--count",
+        "2",
+        "--cn-prefix",
+        "o-",
+        "--out-dir",
+        "fleet",
+        "--manifest-csv",
+        "-",
+    ];
+    let out = batch(&t, &args).ok();
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], "cn,serial,not_after,sha256_fingerprint,dir");
+    let serial = t.openssl_ok(&["x509", "-in", "fleet/o-1/client.crt", "-noout", "-serial"]);
+    assert!(lines[1].starts_with(&format!(
+        "o-1,{},",
+        serial.trim().trim_start_matches("serial=")
+    )));
+    t.assert_no_file("-");
+    assert_eq!(
+        fs::read_dir(t.path("fleet")).unwrap().count(),
+        3,
+        "two devices and manifest.json"
+    );
+    batch(&t, &[&args[..], &["--json"]].concat()).usage_error();
+}

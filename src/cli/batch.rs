@@ -53,7 +53,7 @@ pub struct BatchArgs {
     /// Parallel workers (default: all cores)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     jobs: Option<u64>,
-    /// Also write the manifest as CSV to this file
+    /// Also write the manifest as CSV to this file (`-`: standard output)
     #[arg(long, value_name = "FILE")]
     manifest_csv: Option<PathBuf>,
     /// Replace an existing --manifest-csv file that is not a devcert manifest
@@ -75,7 +75,10 @@ pub struct BatchArgs {
 const CSV_HEADER: &str = "cn,serial,not_after,sha256_fingerprint,dir";
 
 pub fn run(a: BatchArgs) -> Result<()> {
-    if let Some(p) = &a.manifest_csv {
+    let csv_to_stdout = a.manifest_csv.as_deref() == Some(Path::new("-"));
+    if csv_to_stdout && a.json.json {
+        super::usage("--manifest-csv - and --json would both write to standard output".into());
+    } else if let Some(p) = &a.manifest_csv {
         refuse_foreign_csv(p, a.force)?;
     }
     let names = match (&a.names, a.count, &a.cn_prefix) {
@@ -165,8 +168,10 @@ pub fn run(a: BatchArgs) -> Result<()> {
         Some(p) => {
             let err =
                 |e: std::io::Error| Error::io("cannot write manifest", p.display().to_string(), &e);
+            // To stdout, the CSV waits in the out dir until the batch is done.
             let dir = match p.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
+                _ if csv_to_stdout => a.out_dir.as_path(),
                 _ => std::path::Path::new("."),
             };
             let mut f = BufWriter::new(tempfile::NamedTempFile::new_in(dir).map_err(err)?);
@@ -219,7 +224,11 @@ pub fn run(a: BatchArgs) -> Result<()> {
             |e: std::io::Error| Error::io("cannot write manifest", p.display().to_string(), &e);
         let temp = c.into_inner().map_err(|e| err(e.into_error()))?;
         let bytes = std::fs::read(temp.path()).map_err(err)?;
-        commit(stage(p, &bytes, Mode::Public)?, true)?;
+        if csv_to_stdout {
+            devcert::output::write_stdout(&bytes)?;
+        } else {
+            commit(stage(p, &bytes, Mode::Public)?, true)?;
+        }
     }
     let bytes = std::fs::read(manifest.path()).map_err(|e| {
         Error::io(
