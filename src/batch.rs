@@ -281,23 +281,34 @@ impl BatchJob<'_> {
         // A first run finds no folder: nothing to skip or clean up.
         let existed = dir.symlink_metadata().is_ok();
         let subject = self.template.name_for(cn).map_err(|e| e.file(cn))?;
-        if existed && let Some(cert) = complete_device(&dir, self.ca) {
-            // A complete device of another template (a reused --out-dir) is
-            // neither skipped as if it were asked for, nor replaced: its key
-            // may already be on a device.
+        if existed && let Some(cert) = complete_device(&dir) {
+            // A complete device of another CA or template (a reused
+            // --out-dir) is neither skipped as if it were asked for, nor
+            // replaced: its key may already be on a device.
+            let refuse = |what: &str, why: String| {
+                Error::new(ErrorKind::Refused, what, why)
+                    .file(dir.display().to_string())
+                    .hint("use another --out-dir, or remove the folder to issue it again")
+            };
+            if !crate::chain::is_issued_by(&cert, &self.ca.cert) {
+                return Err(refuse(
+                    "device exists, issued by another CA",
+                    format!(
+                        "its issuer is {}, not this CA",
+                        crate::name::to_rfc4514(cert.cert.tbs_certificate().issuer())
+                    ),
+                ));
+            }
             let has = cert.cert.tbs_certificate().subject();
             if has != &subject {
-                return Err(Error::new(
-                    ErrorKind::Refused,
+                return Err(refuse(
                     "device exists with another subject",
                     format!(
                         "it has {}, this batch would make {}",
                         crate::name::to_rfc4514(has),
                         crate::name::to_rfc4514(&subject)
                     ),
-                )
-                .file(dir.display().to_string())
-                .hint("use another --out-dir, or remove the folder to issue it again"));
+                ));
             }
             let row = manifest_row(cn, &dir, &cert.cert, "skipped");
             return Ok((row, cert.der, None));
@@ -364,15 +375,12 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// The device's certificate if its five files are all there, the
 /// certificate was issued by this CA, and the key is the certificate's.
 /// Anything less is treated as half-written and redone.
-fn complete_device(dir: &Path, ca: &CaSigner) -> Option<LoadedCert> {
+fn complete_device(dir: &Path) -> Option<LoadedCert> {
     if !DEVICE_FILES.iter().all(|f| dir.join(f).is_file()) {
         return None;
     }
     let read = |f: &str| Input::read(&dir.join(f).display().to_string()).ok();
     let cert = crate::input::load_certificate(&read(CERT_FILE)?, "").ok()?;
-    if !crate::chain::is_issued_by(&cert, &ca.cert) {
-        return None;
-    }
     let spki = cert
         .cert
         .tbs_certificate()
