@@ -126,6 +126,25 @@ pub fn write_stdout(data: &[u8]) -> Result<()> {
     }
 }
 
+/// Refuses a new key and another output at one path (`--key-out x -o x`),
+/// where the second rename would silently replace the key.
+pub fn refuse_same_file(key_path: &str, out: &str) -> Result<()> {
+    let same = match (std::path::absolute(key_path), std::path::absolute(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => key_path == out,
+    };
+    if same {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            "cannot write output",
+            "the new key and the other output are the same file",
+        )
+        .file(key_path)
+        .hint("give --key-out and -o different files"));
+    }
+    Ok(())
+}
+
 /// A new private key and what was made with it (a CSR, a CA certificate)
 /// land together or not at all: a key without its product, or a product
 /// whose key is lost, is useless. `out` may be `-` (stdout, after the key

@@ -173,6 +173,27 @@ fn subject_from_config_matches_openssl() {
     );
 }
 
+/// `--key-out` and `-o` at one path would leave the certificate and lose
+/// the CA key: refused before anything is made.
+#[test]
+fn key_out_and_out_at_one_path_are_refused() {
+    let t = TestDir::new();
+    for (key, out) in [("z.x", "z.x"), ("z.x", "./z.x")] {
+        t.devcert(&[
+            "ca",
+            "--subject",
+            "/CN=Z",
+            "--key-out",
+            key,
+            "-o",
+            out,
+            "--force",
+        ])
+        .fails_naming(&["same file"]);
+        t.assert_no_file("z.x");
+    }
+}
+
 #[test]
 fn intermediate_ca_verifies_under_the_root() {
     let t = TestDir::new();

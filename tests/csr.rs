@@ -490,6 +490,11 @@ fn new_key_is_not_left_behind_when_the_csr_cannot_be_written() {
     let before = t.listing();
     new_key("fresh.csr").fails_naming(&["new.key"]);
     t.assert_unchanged(&before);
+    // --key-out and -o at one path: the key would be replaced by the CSR.
+    for out in ["new.key", "./new.key"] {
+        new_key(out).fails_naming(&["same file"]);
+    }
+    t.assert_unchanged(&before);
     // Both written: the CSR is signed by the key written beside it.
     std::fs::remove_file(t.path("new.key")).unwrap();
     new_key("fresh.csr").ok();

@@ -4,7 +4,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::inspect::describe_certificate;
 use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
-use devcert::output::write_key_and;
+use devcert::output::{refuse_same_file, write_key_and};
 use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
@@ -61,6 +61,7 @@ pub fn run(a: CaArgs) -> Result<()> {
     if a.key_out == "-" {
         usage("--key-out must name a file: a CA key never goes to standard output".into());
     }
+    refuse_same_file(&a.key_out, &a.out)?;
     let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
     let lifetime = a.validity.lifetime(DEFAULT_CA_DAYS);
     let parent = match (&a.ca, &a.ca_key) {

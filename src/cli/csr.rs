@@ -4,7 +4,7 @@ use devcert::digest::Digest;
 use devcert::error::Result;
 use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
 use devcert::name::to_rfc4514;
-use devcert::output::{Mode, refuse_existing, write_file, write_key_and};
+use devcert::output::{Mode, refuse_existing, refuse_same_file, write_file, write_key_and};
 use devcert::profile::san_extension;
 use serde_json::json;
 
@@ -65,6 +65,7 @@ pub fn run(a: CsrArgs) -> Result<()> {
     }
     // Refused overwrites are found before a key is generated.
     if let Some(path) = &a.key_out {
+        refuse_same_file(path, &a.out.out)?;
         refuse_existing(path, a.out.force)?;
     }
     refuse_existing(&a.out.out, a.out.force)?;
