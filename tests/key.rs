@@ -100,6 +100,30 @@ fn contradicting_size_or_curve_is_a_usage_error() {
     assert!(t.pkey_text("k.key", &[]).contains("NIST CURVE: P-384"));
 }
 
+/// A passphrase for a key that would not be encrypted is a mistake the
+/// user would not notice: exit 2, no key.
+#[test]
+fn passphrase_without_encrypt_is_a_usage_error() {
+    let t = TestDir::new();
+    t.write("pw", "secret phrase\n");
+    t.devcert(&["key", "--passphrase-file", "pw", "-o", "k.key"])
+        .usage_error();
+    t.devcert(&["key", "--passphrase-env", "HOME", "-o", "k.key"])
+        .usage_error();
+    t.assert_no_file("k.key");
+    t.devcert(&["key", "-o", "plain.key"]).ok();
+    t.devcert(&[
+        "pkcs8",
+        "plain.key",
+        "--out-passphrase-file",
+        "pw",
+        "-o",
+        "k.key",
+    ])
+    .usage_error();
+    t.assert_no_file("k.key");
+}
+
 #[test]
 fn p384_curve_spellings() {
     let t = TestDir::new();

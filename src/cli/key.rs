@@ -44,6 +44,10 @@ pub fn run(a: KeyArgs) -> Result<()> {
         .with_overrides(bits, a.curve)
         .unwrap_or_else(|m| usage(m));
     a.format.check(algo).unwrap_or_else(|m| usage(m));
+    // `key` reads no key: its passphrase options only serve --encrypt.
+    if !a.encrypt && (a.pass.passphrase_file.is_some() || a.pass.passphrase_env.is_some()) {
+        usage(super::UNENCRYPTED.into());
+    }
     if a.encrypt && a.format != KeyFormat::Pkcs8 {
         usage("--encrypt writes encrypted PKCS#8; drop --format or use --format pkcs8".into());
     }

@@ -196,6 +196,11 @@ pub struct OutPassArgs {
     pub out_passphrase_env: Option<String>,
 }
 
+/// A passphrase for the written key without `--encrypt` would leave the
+/// key unencrypted while the user believes otherwise.
+pub const UNENCRYPTED: &str =
+    "a passphrase for the written key without --encrypt would write it unencrypted: add --encrypt";
+
 impl OutPassArgs {
     /// The output passphrase when `--encrypt` is given.
     pub fn passphrase(
@@ -204,6 +209,9 @@ impl OutPassArgs {
         purpose: &str,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
         if !self.encrypt {
+            if self.out_passphrase_file.is_some() || self.out_passphrase_env.is_some() {
+                usage(UNENCRYPTED.into());
+            }
             return Ok(None);
         }
         out_pass_source(&self.out_passphrase_file, &self.out_passphrase_env, input)
