@@ -12,8 +12,8 @@ use x509_cert::request::{CertReq, CertReqInfo, Version};
 
 use crate::crypto::Signer;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::keys::PrivateKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{AlgoSpec, KeyAlgo, PrivateKey, RSA_SIZES};
 use crate::name::{StringMask, name_from_section};
 use crate::openssl_conf::Config;
 use crate::profile::{ExtContext, ExtensionProfile};
@@ -28,6 +28,9 @@ pub struct ReqConfig {
     pub subject: Name,
     pub digest: Option<Digest>,
     pub default_bits: Option<usize>,
+    /// Why `default_bits` cannot size an RSA key, naming its line; only an
+    /// error when a bare `rsa` asks for it (EC keys ignore it, as OpenSSL).
+    default_bits_error: Option<Error>,
     /// The `req_extensions` section, if any.
     pub extensions: Option<ExtensionProfile>,
 }
@@ -82,6 +85,18 @@ impl ReqConfig {
             })?),
             None => None,
         };
+        let default_bits_error = conf
+            .get("req", "default_bits")
+            .filter(|_| !default_bits.is_some_and(|b| RSA_SIZES.contains(&b)))
+            .map(|e| {
+                conf.error(
+                    e.line,
+                    format!(
+                        "default_bits {} is not a supported RSA size (2048, 3072 or 4096)",
+                        e.value
+                    ),
+                )
+            });
         let extensions = match conf.get("req", "req_extensions") {
             Some(e) => {
                 if conf.section(&e.value).is_none() {
@@ -95,7 +110,18 @@ impl ReqConfig {
             subject,
             digest,
             default_bits,
+            default_bits_error,
             extensions,
+        })
+    }
+
+    /// The key `--algo` asks for under this config: a bare `rsa` takes
+    /// `default_bits`, as `openssl req -newkey rsa` does.
+    pub fn key_algo(&self, spec: AlgoSpec) -> Result<KeyAlgo> {
+        spec.with_default_bits(self.default_bits).map_err(|why| {
+            self.default_bits_error
+                .clone()
+                .unwrap_or_else(|| Error::new(ErrorKind::Config, "invalid config", why))
         })
     }
 }

@@ -210,6 +210,20 @@ fn rsa_size_from_config_default_bits() {
     )
     .ok();
     assert!(t.pkey_text("named/client.key", &[]).contains("(2048 bit"));
+    // A size devcert does not make is the config's error (file and line)
+    // when a bare rsa asks for it; an EC key ignores it, as OpenSSL does.
+    t.write(
+        "b1024.cfg",
+        "[req]\ndefault_bits = 1024\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = old\n",
+    );
+    issue(
+        &t,
+        &["--algo", "rsa", "--config", "b1024.cfg", "--out-dir", "old"],
+    )
+    .fails_naming(&["b1024.cfg:2", "default_bits 1024"]);
+    t.assert_no_file("old");
+    issue(&t, &["--config", "b1024.cfg", "--out-dir", "ec"]).ok();
+    assert_issued_set(&t, "ec", "CA");
 }
 
 #[test]

@@ -104,6 +104,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         .digest
         .or(req.as_ref().and_then(|r| r.digest))
         .unwrap_or(Digest::Sha256);
+    let algo = super::key_algo(a.algo, req.as_ref())?;
     let profile = a.profile.load()?;
     let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
     // Opened before any device is made, so a bad database costs nothing.
@@ -131,10 +132,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         names: &names,
         template: &template,
         spec: DeviceSpec {
-            algo: a
-                .algo
-                .with_default_bits(req.as_ref().and_then(|r| r.default_bits))
-                .unwrap_or_else(|m| super::usage(m)),
+            algo,
             subject: &placeholder,
             req_extensions: req.as_ref().and_then(|r| r.extensions.as_ref()),
             profile: &profile,

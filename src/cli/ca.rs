@@ -8,7 +8,7 @@ use devcert::output::{refuse_same_file, write_key_and};
 use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
-use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, key_algo, load_ca, parse_digest, usage, warn_all};
 
 /// Create a CA: a self-signed root, or an intermediate with --ca/--ca-key
 #[derive(Args)]
@@ -69,10 +69,7 @@ pub fn run(a: CaArgs) -> Result<()> {
         _ => None,
     };
     let pass = a.out_pass.passphrase(&a.pass, "the new CA key")?;
-    let algo = a
-        .algo
-        .with_default_bits(subject.req.as_ref().and_then(|r| r.default_bits))
-        .unwrap_or_else(|m| usage(m));
+    let algo = key_algo(a.algo, subject.req.as_ref())?;
     let key = PrivateKey::generate(algo)?;
     let issued = match &parent {
         Some(p) => make_intermediate(p, &key, &subject.name, lifetime, a.pathlen)?,

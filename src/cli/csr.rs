@@ -9,7 +9,9 @@ use devcert::profile::san_extension;
 use serde_json::json;
 
 use super::subject::resolve_subject;
-use super::{JsonArg, OutArgs, OutPassArgs, PassArgs, load_key, parse_digest, usage, warn_all};
+use super::{
+    JsonArg, OutArgs, OutPassArgs, PassArgs, key_algo, load_key, parse_digest, usage, warn_all,
+};
 
 /// Create a certificate signing request (replaces `openssl req -new`)
 #[derive(Args)]
@@ -81,10 +83,7 @@ pub fn run(a: CsrArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let key = match (&a.key, &a.new_key) {
         (Some(path), _) => load_key(path, &a.pass)?,
-        (None, Some(spec)) => PrivateKey::generate(
-            spec.with_default_bits(req.and_then(|r| r.default_bits))
-                .unwrap_or_else(|m| usage(m)),
-        )?,
+        (None, Some(spec)) => PrivateKey::generate(key_algo(*spec, req)?)?,
         (None, None) => usage("give --key FILE or --new-key ALGO".into()),
     };
     let built = build_csr(

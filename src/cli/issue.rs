@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
-use super::{JsonArg, OutPassArgs, PassArgs, load_ca, parse_digest, usage, warn_all};
+use super::{JsonArg, OutPassArgs, PassArgs, key_algo, load_ca, parse_digest, warn_all};
 
 /// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
 #[derive(Args)]
@@ -74,10 +74,7 @@ pub fn run(a: IssueArgs) -> Result<()> {
     let files = make_device(
         &ca,
         &DeviceSpec {
-            algo: a
-                .algo
-                .with_default_bits(req.and_then(|r| r.default_bits))
-                .unwrap_or_else(|m| usage(m)),
+            algo: key_algo(a.algo, req)?,
             subject: &subject.name,
             req_extensions: req.and_then(|r| r.extensions.as_ref()),
             profile: &profile,

@@ -251,6 +251,15 @@ pub fn load_ca(ca: &str, ca_key: &str, pass: &PassArgs, digest: Digest) -> Resul
     CaSigner::new(cert, &key, digest, ca_key)
 }
 
+/// The key `--algo` asks for, sized by the config's `default_bits` when it
+/// is a bare `rsa`.
+pub fn key_algo(
+    spec: devcert::keys::AlgoSpec,
+    req: Option<&devcert::csr::ReqConfig>,
+) -> Result<devcert::keys::KeyAlgo> {
+    req.map_or(Ok(spec.algo), |r| r.key_algo(spec))
+}
+
 /// A combination clap could not rule out: a usage error (exit 2).
 pub fn usage(msg: String) -> ! {
     use clap::CommandFactory;
