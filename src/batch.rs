@@ -408,10 +408,10 @@ fn complete_device(dir: &Path) -> Option<LoadedCert> {
     Some(cert)
 }
 
-/// Removes `.devcert-*` temp files (see output.rs) from a device folder
-/// this batch owns; a process killed between staging and renaming leaves
-/// them behind.
-fn remove_stale_temps(dir: &Path) {
+/// Removes `.devcert-*` temp files (see output.rs) from a folder this
+/// batch owns (a device folder, or the out dir under the batch lock); a
+/// process killed between staging and renaming leaves them behind.
+pub fn remove_stale_temps(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();

@@ -1296,3 +1296,23 @@ fn manifest_csv_to_stdout() {
     );
     batch(&t, &[&args[..], &["--json"]].concat()).usage_error();
 }
+
+/// A killed run's manifest temp file in the out dir is removed by the next
+/// run; `--manifest-csv` at the JSON manifest's own path is a usage error.
+#[test]
+fn stale_manifest_temps_go_and_the_csv_cannot_take_the_json_path() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    fs::create_dir(t.path("fleet")).unwrap();
+    t.write("fleet/.devcert-AbC123.tmp", "[\n{\"cn\":\"half");
+    let args = ["--count", "1", "--cn-prefix", "k-", "--out-dir", "fleet"];
+    batch(&t, &args).ok();
+    t.assert_no_file("fleet/.devcert-AbC123.tmp");
+    let before = t.read("fleet/manifest.json");
+    batch(
+        &t,
+        &[&args[..], &["--manifest-csv", "fleet/manifest.json"]].concat(),
+    )
+    .usage_error();
+    assert_eq!(t.read("fleet/manifest.json"), before);
+}

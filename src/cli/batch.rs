@@ -79,6 +79,13 @@ pub fn run(a: BatchArgs) -> Result<()> {
     if csv_to_stdout && a.json.json {
         super::usage("--manifest-csv - and --json would both write to standard output".into());
     } else if let Some(p) = &a.manifest_csv {
+        let json = manifest_path(&a.out_dir);
+        if std::path::absolute(p).ok() == std::path::absolute(&json).ok() {
+            super::usage(format!(
+                "--manifest-csv {} is where the JSON manifest goes",
+                p.display()
+            ));
+        }
         refuse_foreign_csv(p, a.force)?;
     }
     let names = match (&a.names, a.count, &a.cn_prefix) {
@@ -154,7 +161,9 @@ pub fn run(a: BatchArgs) -> Result<()> {
     });
     // The manifest is streamed to a temp file and renamed when complete.
     let manifest_target = manifest_path(&a.out_dir);
-    let mut manifest = tempfile::NamedTempFile::new_in(&a.out_dir).map_err(|e| {
+    // Named like output.rs's temp files, so a killed run's are cleaned up.
+    devcert::batch::remove_stale_temps(&a.out_dir);
+    let mut manifest = temp_in(&a.out_dir).map_err(|e| {
         Error::io(
             "cannot write manifest",
             manifest_target.display().to_string(),
@@ -172,7 +181,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
                 _ if csv_to_stdout => a.out_dir.as_path(),
                 _ => std::path::Path::new("."),
             };
-            let mut f = BufWriter::new(tempfile::NamedTempFile::new_in(dir).map_err(err)?);
+            let mut f = BufWriter::new(temp_in(dir).map_err(err)?);
             writeln!(f, "{CSV_HEADER}").map_err(err)?;
             Some(f)
         }
@@ -276,6 +285,13 @@ fn refuse_foreign_csv(p: &Path, force: bool) -> Result<()> {
     }
     Err(exists_error(&p.display().to_string())
         .hint("it is not a devcert manifest; use --force to replace it"))
+}
+
+fn temp_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".devcert-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
 }
 
 /// One batch at a time per folder: a second one would take the first's
