@@ -274,6 +274,15 @@ fn assert_row(row: &Value, cn: &str, dir: &str, cert: &Ossl, status: &str) {
     assert_eq!(files, expected, "files of {dir}");
 }
 
+/// `openssl verify` on every device's certificate, then the per-device
+/// checks ([`prefetch_devices`]); the certificates' paths.
+fn check_devices(t: &TestDir, dirs: &[String], ca: &str) -> Vec<String> {
+    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
+    verify_all(t, ca, &crts);
+    prefetch_devices(t, dirs, ca);
+    crts
+}
+
 /// Prefetch the Python facts of every device in one process.
 fn prefetch_devices(t: &TestDir, dirs: &[String], ca: &str) {
     let chains: Vec<String> = dirs
@@ -382,9 +391,7 @@ fn count_25_ec_every_device_verifies_and_the_manifests_match_openssl() {
     t.assert_mode("fleet/manifest.json", 0o644);
     t.assert_mode("fleet.csv", 0o644);
 
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    check_devices(&t, &dirs, "CA.crt");
 
     let rows = manifest(&t, "fleet");
     assert_eq!(rows.len(), 25, "manifest rows == devices");
@@ -449,9 +456,7 @@ fn names_file_with_template_profile_and_days() {
         v
     });
     let dirs: Vec<String> = names.iter().map(|n| format!("out/fleet/{n}")).collect();
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    let crts = check_devices(&t, &dirs, "CA.crt");
 
     let template = fs::read_to_string(SEED_CSR).unwrap();
     assert!(
@@ -618,9 +623,7 @@ fn rerun_skips_complete_devices_and_redoes_half_deleted_ones() {
     let rows3 = manifest(&t, "fleet");
     let redone = ["r-2", "r-5"];
     let dirs: Vec<String> = (1..=6).map(|i| format!("fleet/r-{i}")).collect();
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    check_devices(&t, &dirs, "CA.crt");
     let after3 = snapshot(&t, "fleet");
     let mut serials = BTreeSet::new();
     for ((row, old), dir) in rows3.iter().zip(&rows1).zip(&dirs) {
@@ -779,9 +782,7 @@ fn small_rsa_batch_verifies_with_rsa_2048_keys() {
     )
     .ok();
     let dirs = ["fleet/rsa-1".to_string(), "fleet/rsa-2".to_string()];
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    check_devices(&t, &dirs, "CA.crt");
     let rows = manifest(&t, "fleet");
     assert_eq!(rows.len(), 2);
     for (row, dir) in rows.iter().zip(&dirs) {
@@ -950,9 +951,7 @@ fn rerun_redoes_inconsistent_devices_and_refuses_devices_of_another_ca() {
         "{doc}"
     );
     let dirs: Vec<String> = (1..=7).map(|i| format!("fleet/t-{i}")).collect();
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    let crts = check_devices(&t, &dirs, "CA.crt");
     let rows2 = manifest(&t, "fleet");
     let mut serials = BTreeSet::new();
     for ((row, old), dir) in rows2.iter().zip(&rows1).zip(&dirs) {
@@ -1063,9 +1062,7 @@ fn long_form_template_with_repeated_fields_and_its_digest() {
     )
     .ok();
     let dirs = ["fleet/s-1".to_string(), "fleet/s-2".to_string()];
-    let crts: Vec<String> = dirs.iter().map(|d| format!("{d}/client.crt")).collect();
-    verify_all(&t, "CA.crt", &crts);
-    prefetch_devices(&t, &dirs, "CA.crt");
+    check_devices(&t, &dirs, "CA.crt");
     for (row, dir) in manifest(&t, "fleet").iter().zip(&dirs) {
         let cn = dir.trim_start_matches("fleet/");
         let cert = assert_device(&t, dir, "CA.crt");
