@@ -240,6 +240,8 @@ fn device_flow_crl_and_openssl_crl_check() {
         let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
         let mut want = vec![
             "ca_serial",
+            "first_connected_at",
+            "last_connected_at",
             "not_after",
             "not_before",
             "registered_at",
@@ -251,6 +253,8 @@ fn device_flow_crl_and_openssl_crl_check() {
         assert_eq!(keys, want, "device list --json fields");
         assert_eq!(d["status"], "active");
         assert_eq!(d["ca_serial"], ca_serial.as_str());
+        // Set by the broker plugin only: null for a device never connected.
+        assert!(d["first_connected_at"].is_null() && d["last_connected_at"].is_null());
     }
 
     // show takes the serial in any case, with colons or 0x; fields match Python's view.

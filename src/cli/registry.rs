@@ -274,25 +274,27 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
                 print_json(&d)?;
             } else {
                 let text = format!(
-                    "serial:        {}\nsubject:       {}\nstatus:        {}\nCA serial:     {}\nnot before:    {}\nnot after:     {}\nregistered at: {}\n",
+                    "serial:        {}\nsubject:       {}\nstatus:        {}\nCA serial:     {}\nnot before:    {}\nnot after:     {}\nregistered at: {}\nfirst connect: {}\nlast connect:  {}\n",
                     d.serial,
                     d.subject,
                     d.status.as_str(),
                     d.ca_serial,
                     d.not_before,
                     d.not_after,
-                    d.registered_at
+                    d.registered_at,
+                    d.first_connected_at.as_deref().unwrap_or("never"),
+                    d.last_connected_at.as_deref().unwrap_or("never"),
                 );
                 devcert::output::write_stdout(text.as_bytes())?;
             }
         }
         DeviceCommand::Activate { serial } => {
             reg.set_status(&serial, Status::Active)?;
-            note!("device {serial} activated (write a new CRL and reload the broker)");
+            note!("device {serial} activated (the broker plugin admits it at its next connect; CRL mode: write a new CRL and reload the broker)");
         }
         DeviceCommand::Deactivate { serial } => {
             reg.set_status(&serial, Status::Inactive)?;
-            note!("device {serial} deactivated (write a new CRL and reload the broker)");
+            note!("device {serial} deactivated (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)");
         }
         DeviceCommand::Delete { serial } => {
             reg.delete_device(&serial)?;

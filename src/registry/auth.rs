@@ -3,13 +3,19 @@
 //! broker does) up to a registered CA that issued the device certificate;
 //! then the device's record decides: unknown → registered Active and
 //! accepted, Active → accepted, Inactive → refused.
+//!
+//! The CLI decides once with [`authorize`]; the broker plugin keeps a
+//! [`Trust`] (the registered CAs, parsed once) and calls [`decide`]: the
+//! same rules, without re-reading the CAs on every connect.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::SystemTime;
 
 use rusqlite::{OptionalExtension, params};
+use sha2::Digest as _;
 
-use super::{CertRow, Registry, now};
+use super::{CertRow, Registry, Status, now};
 use crate::error::Result;
 use crate::input::LoadedCert;
 use crate::verify::{Policy, Verdict, verify};
@@ -38,90 +44,317 @@ impl fmt::Display for Decision {
     }
 }
 
+/// The registered CA certificates with their ids, parsed once: the trust
+/// store of every decision.
+pub struct Trust {
+    ids: Vec<i64>,
+    cas: Vec<LoadedCert>,
+    /// Ids and SHA-256 fingerprints, to notice a change of the CA table.
+    stamp: Vec<(i64, Vec<u8>)>,
+    /// Leaves whose chain verified, by fingerprint: the signature check is
+    /// the decision's only costly step and its result never changes.
+    verified: HashMap<Vec<u8>, Verified>,
+}
+
+/// A verified leaf: its issuing CA and the window in which the whole
+/// path is within its validity dates.
+#[derive(Clone, Copy)]
+struct Verified {
+    ca_id: i64,
+    from: SystemTime,
+    until: SystemTime,
+}
+
+/// Beyond this many remembered leaves the cache starts over (≈ 100 bytes
+/// each): a bound on memory, not on correctness.
+const VERIFIED_MAX: usize = 200_000;
+
+impl Trust {
+    pub fn load(reg: &Registry) -> Result<Trust> {
+        let (ids, cas): (Vec<i64>, Vec<LoadedCert>) = reg.ca_certs()?.into_iter().unzip();
+        let stamp = ids
+            .iter()
+            .zip(&cas)
+            .map(|(&id, c)| (id, sha2::Sha256::digest(&c.der).to_vec()))
+            .collect();
+        Ok(Trust {
+            ids,
+            cas,
+            stamp,
+            verified: HashMap::new(),
+        })
+    }
+
+    /// Re-reads the CAs when the registered set changed since `load` (a
+    /// query of the small CA table, no certificate parsing otherwise).
+    pub fn refresh(&mut self, reg: &Registry) -> Result<()> {
+        if reg.ca_stamp()? != self.stamp {
+            *self = Trust::load(reg)?;
+        }
+        Ok(())
+    }
+
+    /// The registered CA that issued `leaf` through a path valid at `at`.
+    fn issuer(&mut self, leaf: &LoadedCert, untrusted: &[LoadedCert], at: SystemTime) -> Issuer {
+        let key = sha2::Sha256::digest(&leaf.der).to_vec();
+        // Intermediates sent along could change the path: only a lone
+        // leaf (what a broker hands over) is remembered.
+        if untrusted.is_empty()
+            && let Some(v) = self.verified.get(&key)
+            && v.from <= at
+            && at < v.until
+        {
+            return Issuer::Registered(v.ca_id);
+        }
+        let found = self.verify_issuer(leaf, untrusted, at);
+        if let (Issuer::Registered(ca_id), true) = (&found, untrusted.is_empty()) {
+            if self.verified.len() >= VERIFIED_MAX {
+                self.verified.clear();
+            }
+            let (from, until) = self.window(leaf, *ca_id);
+            self.verified.insert(
+                key,
+                Verified {
+                    ca_id: *ca_id,
+                    from,
+                    until,
+                },
+            );
+        }
+        found
+    }
+
+    fn verify_issuer(&self, leaf: &LoadedCert, untrusted: &[LoadedCert], at: SystemTime) -> Issuer {
+        if self.cas.is_empty() {
+            return Issuer::Refused("no CA is registered".into());
+        }
+        // A registered intermediate is an anchor of its own, as in a broker's cafile.
+        let policy = Policy {
+            at,
+            strict: false,
+            crl_check_all: false,
+            partial_chain: true,
+        };
+        let path = match verify(leaf, untrusted, &self.cas, &[], &policy) {
+            Verdict::Ok(path) => path,
+            Verdict::NoPath(why) => {
+                return Issuer::Refused(format!("not issued by a registered CA: {why}"));
+            }
+            Verdict::Rejected(why) => return Issuer::Refused(why),
+        };
+        // Index 0 is the leaf, then `untrusted`, then the registered CAs.
+        let issuer_der = match path.get(1) {
+            Some(&i) if i <= untrusted.len() => &untrusted[i - 1].der,
+            Some(&i) => &self.cas[i - 1 - untrusted.len()].der,
+            None => return Issuer::Refused("a CA is not a device".into()),
+        };
+        match self.cas.iter().position(|c| &c.der == issuer_der) {
+            Some(i) => Issuer::Registered(self.ids[i]),
+            None => Issuer::Refused("the device's issuing CA is not registered".into()),
+        }
+    }
+
+    /// Where the leaf and its (one-step) issuing CA are both within their
+    /// dates: a remembered verdict is only reused inside it.
+    fn window(&self, leaf: &LoadedCert, ca_id: i64) -> (SystemTime, SystemTime) {
+        let dates = |c: &LoadedCert| {
+            let v = c.cert.tbs_certificate().validity();
+            (v.not_before.to_system_time(), v.not_after.to_system_time())
+        };
+        let (mut from, mut until) = dates(leaf);
+        if let Some(i) = self.ids.iter().position(|&id| id == ca_id) {
+            let (f, u) = dates(&self.cas[i]);
+            from = from.max(f);
+            until = until.min(u);
+        }
+        (from, until)
+    }
+}
+
+enum Issuer {
+    Registered(i64),
+    Refused(String),
+}
+
 /// Judges `chain` (leaf first, then any intermediates) at time `at`.
 pub fn authorize(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Result<Decision> {
+    decide(reg, &mut Trust::load(reg)?, chain, at)
+}
+
+/// [`authorize`] with CAs loaded beforehand (kept current by the caller
+/// with [`Trust::refresh`]).
+pub fn decide(
+    reg: &mut Registry,
+    trust: &mut Trust,
+    chain: &[LoadedCert],
+    at: SystemTime,
+) -> Result<Decision> {
     let Some((leaf, untrusted)) = chain.split_first() else {
         return Ok(Decision::Refused("no certificate presented".into()));
     };
-    let (ids, cas): (Vec<i64>, Vec<LoadedCert>) = reg.ca_certs()?.into_iter().unzip();
-    if cas.is_empty() {
-        return Ok(Decision::Refused("no CA is registered".into()));
+    match trust.issuer(leaf, untrusted, at) {
+        Issuer::Registered(ca_id) => reg.admit(ca_id, leaf),
+        Issuer::Refused(why) => Ok(Decision::Refused(why)),
     }
-    // A registered intermediate is an anchor of its own, as in a broker's cafile.
-    let policy = Policy {
-        at,
-        strict: false,
-        crl_check_all: false,
-        partial_chain: true,
-    };
-    let path = match verify(leaf, untrusted, &cas, &[], &policy) {
-        Verdict::Ok(path) => path,
-        Verdict::NoPath(why) => {
-            return Ok(Decision::Refused(format!(
-                "not issued by a registered CA: {why}"
-            )));
-        }
-        Verdict::Rejected(why) => return Ok(Decision::Refused(why)),
-    };
-    // Index 0 is the leaf, then `untrusted`, then the registered CAs.
-    let issuer_der = match path.get(1) {
-        Some(&i) if i <= untrusted.len() => &untrusted[i - 1].der,
-        Some(&i) => &cas[i - 1 - untrusted.len()].der,
-        None => return Ok(Decision::Refused("a CA is not a device".into())),
-    };
-    let Some(ca_id) = cas
-        .iter()
-        .position(|c| &c.der == issuer_der)
-        .map(|i| ids[i])
-    else {
-        return Ok(Decision::Refused(
-            "the device's issuing CA is not registered".into(),
+}
+
+/// A device's record as the decision reads it.
+struct DeviceState {
+    status: Status,
+    fingerprint: Vec<u8>,
+}
+
+/// The rule on a registered device presenting the certificate with
+/// fingerprint `presented`: `None` admits it, `Some(why)` refuses it.
+fn refusal(serial: &str, found: &DeviceState, presented: &[u8]) -> Option<String> {
+    if found.fingerprint != presented {
+        return Some(format!(
+            "serial {serial} is registered for another certificate"
         ));
-    };
-    reg.admit(ca_id, leaf)
+    }
+    match found.status {
+        Status::Active => None,
+        Status::Inactive => Some(format!("device {serial} is inactive")),
+    }
 }
 
 impl Registry {
-    /// Looks the device up and registers it if unknown, in one transaction
-    /// so two first connections at once register it once.
+    /// Looks the device up and registers it if unknown. Known devices are
+    /// decided by a plain read, which never waits for a writer (WAL); a
+    /// registration re-reads inside its transaction so two first
+    /// connections at once register it once.
     fn admit(&mut self, ca_id: i64, leaf: &LoadedCert) -> Result<Decision> {
         let row = CertRow::of(leaf);
+        let serial = row.serial.clone();
+        let (found, registered) = match self.device_state(&row.serial)? {
+            Some(found) => (found, false),
+            None => self.register_connecting(ca_id, &row)?,
+        };
+        Ok(match refusal(&serial, &found, &row.fingerprint) {
+            None => Decision::Accepted { serial, registered },
+            Some(why) => Decision::Refused(why),
+        })
+    }
+
+    fn device_state(&self, serial: &str) -> Result<Option<DeviceState>> {
+        self.conn
+            .prepare_cached("SELECT status, fingerprint FROM devices WHERE serial = ?1")
+            .and_then(|mut st| st.query_row([serial], device_state).optional())
+            .map_err(self.err("cannot read device"))
+    }
+
+    /// Registers a connecting device Active unless another process did
+    /// first; the record, and whether this call made it.
+    fn register_connecting(&mut self, ca_id: i64, row: &CertRow) -> Result<(DeviceState, bool)> {
         let (tx, fail) = self.write_tx("cannot update registry")?;
-        let fail = &fail;
-        let found: Option<(String, Vec<u8>)> = tx
+        let found = tx
             .query_row(
                 "SELECT status, fingerprint FROM devices WHERE serial = ?1",
                 [&row.serial],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                device_state,
             )
             .optional()
-            .map_err(fail)?;
-        let serial = row.serial.clone();
-        let decision = match found {
+            .map_err(&fail)?;
+        let result = match found {
+            Some(found) => (found, false),
             None => {
                 tx.execute(
                     "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
                      VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7)",
                     params![row.serial, ca_id, row.subject, row.not_before, row.not_after, now(), row.fingerprint],
                 )
-                .map_err(fail)?;
-                Decision::Accepted {
-                    serial,
-                    registered: true,
+                .map_err(&fail)?;
+                let state = DeviceState {
+                    status: Status::Active,
+                    fingerprint: row.fingerprint.clone(),
+                };
+                (state, true)
+            }
+        };
+        tx.commit().map_err(&fail)?;
+        Ok(result)
+    }
+
+    /// Of devices still connected (serial, fingerprint of the certificate
+    /// they connected with), those the registry now refuses, and why. A
+    /// deleted device is not refused: it would be registered again.
+    pub fn refusals(&self, connected: &[(String, Vec<u8>)]) -> Result<Vec<(String, String)>> {
+        let fail = self.err("cannot read devices");
+        let presented: HashMap<&str, &[u8]> = connected
+            .iter()
+            .map(|(s, fp)| (s.as_str(), fp.as_slice()))
+            .collect();
+        let serials: Vec<&str> = presented.keys().copied().collect();
+        let mut out = Vec::new();
+        // SQLite binds at most 32,766 parameters; chunks keep each query small.
+        for chunk in serials.chunks(500) {
+            let sql = format!(
+                "SELECT serial, status, fingerprint FROM devices WHERE serial IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(chunk))
+                .map_err(&fail)?;
+            while let Some(r) = rows.next().map_err(&fail)? {
+                let serial: String = r.get(0).map_err(&fail)?;
+                let state = DeviceState {
+                    status: Status::from_db(&r.get::<_, String>(1).map_err(&fail)?),
+                    fingerprint: r.get(2).map_err(&fail)?,
+                };
+                let fp = presented.get(serial.as_str()).copied().unwrap_or_default();
+                if let Some(why) = refusal(&serial, &state, fp) {
+                    out.push((serial, why));
                 }
             }
-            Some((_, fp)) if fp != row.fingerprint => Decision::Refused(format!(
-                "serial {serial} is registered for another certificate"
-            )),
-            Some((status, _)) if status == "inactive" => {
-                Decision::Refused(format!("device {serial} is inactive"))
-            }
-            Some(_) => Decision::Accepted {
-                serial,
-                registered: false,
-            },
-        };
-        tx.commit().map_err(fail)?;
-        Ok(decision)
+        }
+        Ok(out)
     }
+
+    /// Ids and fingerprints of the registered CAs (see [`Trust::refresh`]).
+    fn ca_stamp(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        let fail = self.err("cannot read CAs");
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, fingerprint FROM cas ORDER BY id")
+            .map_err(&fail)?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&fail)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&fail)
+    }
+
+    /// Stamps when the broker admitted devices: `(serial, unix time)`,
+    /// written together in one transaction (the plugin batches them).
+    pub fn record_connections(&mut self, seen: &[(String, i64)]) -> Result<()> {
+        let (tx, fail) = self.write_tx("cannot record connections")?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE devices SET first_connected_at = coalesce(first_connected_at, ?2),
+                         last_connected_at = max(coalesce(last_connected_at, ?2), ?2)
+                     WHERE serial = ?1",
+                )
+                .map_err(&fail)?;
+            for (serial, at) in seen {
+                st.execute(params![serial, at]).map_err(&fail)?;
+            }
+        }
+        tx.commit().map_err(&fail)
+    }
+
+    /// Changes when another connection commits to the database, so a
+    /// long-lived reader knows when to look again.
+    pub fn change_counter(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.err("cannot read registry"))
+    }
+}
+
+fn device_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceState> {
+    Ok(DeviceState {
+        status: Status::from_db(&r.get::<_, String>(0)?),
+        fingerprint: r.get(1)?,
+    })
 }

@@ -98,7 +98,8 @@ impl Registry {
     ) -> Result<()> {
         let fail = self.err("cannot list devices");
         let mut sql = String::from(
-            "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at
+            "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at,
+                    d.first_connected_at, d.last_connected_at
              FROM devices d JOIN cas c ON c.id = d.ca_id WHERE 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -141,7 +142,8 @@ impl Registry {
         let found = self
             .conn
             .query_row(
-                "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at
+                "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at,
+                    d.first_connected_at, d.last_connected_at
                  FROM devices d JOIN cas c ON c.id = d.ca_id WHERE d.serial = ?1",
                 [serial],
                 device_record,
@@ -199,6 +201,8 @@ fn device_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         not_before: rfc3339(r.get(4)?),
         not_after: rfc3339(r.get(5)?),
         registered_at: rfc3339(r.get(6)?),
+        first_connected_at: r.get::<_, Option<i64>>(7)?.map(rfc3339),
+        last_connected_at: r.get::<_, Option<i64>>(8)?.map(rfc3339),
     })
 }
 

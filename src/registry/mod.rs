@@ -8,6 +8,7 @@
 //! Unix seconds, shown as RFC 3339.
 
 pub mod auth;
+pub mod broker;
 mod cas;
 pub mod crl;
 mod devices;
@@ -89,6 +90,9 @@ pub struct DeviceRecord {
     pub not_before: String,
     pub not_after: String,
     pub registered_at: String,
+    /// When the broker plugin first / last admitted it (null until then).
+    pub first_connected_at: Option<String>,
+    pub last_connected_at: Option<String>,
 }
 
 /// Filters of `device list`; `None` matches everything.
@@ -154,12 +158,20 @@ fn rfc3339(secs: i64) -> String {
 pub struct Registry {
     conn: Connection,
     label: String,
+    /// How long a statement waits for another process's lock.
+    busy: Duration,
 }
 
 impl Registry {
     /// Opens an existing registry: queries of a mistyped `--db` must not
     /// quietly create an empty database and report "no devices".
     pub fn open_existing(path: &str) -> Result<Registry> {
+        Registry::open_existing_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`Registry::open_existing`] for a caller that must not stall (the
+    /// broker): it waits at most `busy` for another process's lock.
+    pub fn open_existing_waiting(path: &str, busy: Duration) -> Result<Registry> {
         if !std::path::Path::new(path).exists() {
             return Err(Error::new(
                 ErrorKind::Registry,
@@ -169,19 +181,23 @@ impl Registry {
             .file(path)
             .hint("a registry is created by `devcert registry ca add CA.crt` or `--registry` on sign/issue/batch"));
         }
-        Registry::open(path)
+        Registry::open_waiting(path, busy)
     }
 
     /// Opens (creating if missing) and migrates the database at `path`.
     pub fn open(path: &str) -> Result<Registry> {
+        Registry::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    fn open_waiting(path: &str, busy: Duration) -> Result<Registry> {
         let label = path.to_string();
-        let fail = |e: rusqlite::Error| sql_error("cannot open registry", &label, e);
+        let fail = |e: rusqlite::Error| sql_error("cannot open registry", &label, busy, e);
         let mut conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        conn.busy_timeout(busy).map_err(fail)?;
         // Switching a fresh database to WAL takes an exclusive lock for which
         // SQLite returns BUSY at once, without its busy handler, when several
         // processes create the registry together: retry for as long.
-        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let deadline = Instant::now() + busy;
         let mut setup = || -> std::result::Result<(), schema::MigrateError> {
             // WAL lets readers run beside one writer; NORMAL is durable
             // enough in WAL mode and keeps commits cheap.
@@ -212,7 +228,7 @@ impl Registry {
             .file(&label)
             .hint("upgrade devcert"),
         })?;
-        Ok(Registry { conn, label })
+        Ok(Registry { conn, label, busy })
     }
 
     /// A write transaction, `BEGIN IMMEDIATE`: the write lock is taken up
@@ -225,8 +241,8 @@ impl Registry {
         rusqlite::Transaction<'_>,
         impl Fn(rusqlite::Error) -> Error + use<>,
     )> {
-        let label = self.label.clone();
-        let fail = move |e| sql_error(what, &label, e);
+        let (label, busy) = (self.label.clone(), self.busy);
+        let fail = move |e| sql_error(what, &label, busy, e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -236,11 +252,20 @@ impl Registry {
 
     fn err(&self, what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
         let what = what.to_string();
-        move |e| sql_error(&what, &self.label, e)
+        move |e| sql_error(&what, &self.label, self.busy, e)
     }
 
     fn refused(&self, what: &str, why: impl Into<String>) -> Error {
         Error::new(ErrorKind::Registry, what, why).file(&self.label)
+    }
+}
+
+/// "30 s", "200 ms".
+fn waited(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 
@@ -251,11 +276,11 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn sql_error(what: &str, label: &str, e: rusqlite::Error) -> Error {
+fn sql_error(what: &str, label: &str, busy: Duration, e: rusqlite::Error) -> Error {
     let why = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
-            "database is locked by another process (waited {} s)",
-            BUSY_TIMEOUT.as_secs()
+            "database is locked by another process (waited {})",
+            waited(busy)
         ),
         Some(rusqlite::ErrorCode::NotADatabase) => "not a devcert registry (not SQLite)".into(),
         Some(rusqlite::ErrorCode::CannotOpen) => {

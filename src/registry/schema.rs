@@ -8,10 +8,10 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // v1: CAs and devices, serials stored as normalised upper-case hex.
     "CREATE TABLE cas (
         id INTEGER PRIMARY KEY,
@@ -50,6 +50,9 @@ const MIGRATIONS: [&str; 2] = [
         BEGIN UPDATE cas SET devices = devices + 1 WHERE id = NEW.ca_id; END;
     CREATE TRIGGER devices_count_del AFTER DELETE ON devices
         BEGIN UPDATE cas SET devices = devices - 1 WHERE id = OLD.ca_id; END;",
+    // v3: when the broker plugin first and last admitted a device.
+    "ALTER TABLE devices ADD COLUMN first_connected_at INTEGER;
+    ALTER TABLE devices ADD COLUMN last_connected_at INTEGER;",
 ];
 
 /// Why a database cannot be used by this build.
