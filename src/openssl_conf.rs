@@ -8,10 +8,21 @@
 //! `${sect::var}` expansion. Keys outside any section belong to the
 //! unnamed top section, [`DEFAULT_SECTION`].
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
 
 /// The name OpenSSL gives the section before the first `[header]`.
 pub const DEFAULT_SECTION: &str = "default";
+
+/// OpenSSL's `MAX_CONF_VALUE_LENGTH`: a value that expands to this many
+/// bytes or more is an error ("variable expansion too long"), so `a=$b$b`, `b=$c$c`, ... cannot
+/// double its way to gigabytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// All values of one file together: 64 KiB values on every line of a
+/// 10 MiB file would still be gigabytes.
+pub const MAX_TOTAL_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -19,6 +30,9 @@ pub struct Entry {
     pub value: String,
     /// 1-based line number the entry starts on.
     pub line: usize,
+    /// Text `$ENV::VAR` put into the value (directly or through another
+    /// variable), as (VAR, text): errors about this entry never show it.
+    pub from_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +69,18 @@ impl Config {
             .or_else(|| self.section(DEFAULT_SECTION).and_then(|s| s.get(key)))
     }
 
-    /// An error about line `line` of this file.
+    /// An error about line `line` of this file. Text the environment put
+    /// into that line's value is masked out of `why`: a config may take a
+    /// secret from `$ENV::`, and errors end up in CI logs.
     pub fn error(&self, line: usize, why: impl Into<String>) -> Error {
+        let mut why = why.into();
+        for entry in self.sections.iter().flat_map(|s| &s.entries) {
+            if entry.line == line {
+                for (var, text) in &entry.from_env {
+                    why = mask_env_text(&why, text, var);
+                }
+            }
+        }
         Error::config(&self.label, line, why)
     }
 
@@ -69,6 +93,11 @@ impl Config {
                 entries: Vec::new(),
             }],
         };
+        // Lookups by name through maps: a 10 MiB file of sections or of
+        // `$var` references must not take quadratic time.
+        let mut index = Index::default();
+        index.sections.insert(DEFAULT_SECTION.to_string(), 0);
+        let mut total = 0usize;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut current = 0usize;
         let mut lines = text.lines().enumerate();
@@ -99,17 +128,7 @@ impl Config {
                 if !after.trim().is_empty() {
                     return Err(conf.error(start_line, "unexpected text after section header"));
                 }
-                current = match conf.sections.iter().position(|s| s.name == name) {
-                    Some(i) => i,
-                    None => {
-                        conf.sections.push(Section {
-                            name: name.to_string(),
-                            line: start_line,
-                            entries: Vec::new(),
-                        });
-                        conf.sections.len() - 1
-                    }
-                };
+                current = index.section(&mut conf, name, start_line);
                 continue;
             }
             if line.starts_with(".include") || line.starts_with(".pragma") {
@@ -131,39 +150,37 @@ impl Config {
             if key.is_empty() || !key.chars().all(is_name_char) {
                 return Err(conf.error(start_line, format!("invalid key '{key}'")));
             }
+            let mut entry = conf.parse_value(&index, &line[eq + 1..], start_line, current)?;
+            total += entry.value.len();
+            if total > MAX_TOTAL_VALUE_BYTES {
+                return Err(conf.error(
+                    start_line,
+                    format!(
+                        "the values of this file add up to more than {} MiB",
+                        MAX_TOTAL_VALUE_BYTES >> 20
+                    ),
+                ));
+            }
             // `sect::key = v` writes into another section, as OpenSSL allows.
             let (target, key) = match key.split_once("::") {
-                Some((s, k)) => (Some(s.to_string()), k.to_string()),
-                None => (None, key.to_string()),
+                Some((s, k)) => (index.section(&mut conf, s, start_line), k),
+                None => (current, key),
             };
-            let value =
-                conf.parse_value(&line[eq + 1..], start_line, &conf.sections[current].name)?;
-            let idx = match target {
-                Some(s) => match conf.sections.iter().position(|x| x.name == s) {
-                    Some(i) => i,
-                    None => {
-                        conf.sections.push(Section {
-                            name: s,
-                            line: start_line,
-                            entries: Vec::new(),
-                        });
-                        conf.sections.len() - 1
-                    }
-                },
-                None => current,
-            };
-            conf.sections[idx].entries.push(Entry {
-                key,
-                value,
-                line: start_line,
-            });
+            entry.key = key.to_string();
+            index.keys.insert(
+                (target, entry.key.clone()),
+                conf.sections[target].entries.len(),
+            );
+            conf.sections[target].entries.push(entry);
         }
         Ok(conf)
     }
 
-    /// Unquotes, unescapes, expands variables and drops a trailing comment.
-    fn parse_value(&self, raw: &str, line: usize, section: &str) -> Result<String> {
+    /// Unquotes, unescapes, expands variables and drops a trailing comment;
+    /// the entry's key is filled in by the caller.
+    fn parse_value(&self, index: &Index, raw: &str, line: usize, section: usize) -> Result<Entry> {
         let mut out = String::new();
+        let mut from_env = Vec::new();
         let mut chars = raw.trim_start().chars().peekable();
         // Trailing unquoted whitespace is dropped; remember where quoted text ended.
         let mut keep_len = 0usize;
@@ -194,21 +211,41 @@ impl Config {
                 '$' => {
                     let (sect, name) = read_variable(&mut chars)
                         .ok_or_else(|| self.error(line, "'$' must be followed by a variable name (write '\\$' for a dollar sign)"))?;
-                    let sect_name = sect.as_deref().unwrap_or(section);
-                    let value = self
-                        .get(sect_name, &name)
-                        .map(|e| e.value.clone())
-                        .or_else(|| {
-                            if sect.as_deref() == Some("ENV") {
-                                std::env::var(&name).ok()
-                            } else {
-                                None
-                            }
-                        })
-                        .ok_or_else(|| {
-                            self.error(line, format!("variable '{name}' has no value"))
-                        })?;
-                    out.push_str(&value);
+                    // OpenSSL's order: the named (or current) section, the
+                    // environment for `ENV`, then the default section.
+                    let own = match sect.as_deref() {
+                        Some(s) => index.sections.get(s).copied(),
+                        None => Some(section),
+                    };
+                    let found = own.and_then(|s| index.entry(self, s, &name));
+                    let env = sect.as_deref() == Some("ENV") && found.is_none();
+                    if env && crate::passphrase::is_protected_env_var(&name) {
+                        return Err(self.error(
+                            line,
+                            format!("$ENV::{name} holds a passphrase; a config must not copy it"),
+                        ));
+                    }
+                    match (found, env.then(|| std::env::var(&name).ok()).flatten()) {
+                        (None, Some(value)) => {
+                            out.push_str(&value);
+                            from_env.push((name, value));
+                        }
+                        (found, _) => {
+                            let e =
+                                found
+                                    .or_else(|| index.entry(self, 0, &name))
+                                    .ok_or_else(|| {
+                                        self.error(line, format!("variable '{name}' has no value"))
+                                    })?;
+                            out.push_str(&e.value);
+                            from_env.extend(e.from_env.iter().cloned());
+                        }
+                    }
+                    if out.len() >= MAX_VALUE_BYTES {
+                        return Err(
+                            self.error(line, "variable expansion too long (64 KiB or more)")
+                        );
+                    }
                     keep_len = out.len();
                 }
                 _ => {
@@ -220,8 +257,71 @@ impl Config {
             }
         }
         out.truncate(keep_len);
-        Ok(out)
+        Ok(Entry {
+            key: String::new(),
+            value: out,
+            line,
+            from_env,
+        })
     }
+}
+
+/// Where each section and each section's last `key` sit while parsing.
+#[derive(Default)]
+struct Index {
+    sections: HashMap<String, usize>,
+    keys: HashMap<(usize, String), usize>,
+}
+
+impl Index {
+    /// The section called `name`, created (at `line`) if new.
+    fn section(&mut self, conf: &mut Config, name: &str, line: usize) -> usize {
+        *self.sections.entry(name.to_string()).or_insert_with(|| {
+            conf.sections.push(Section {
+                name: name.to_string(),
+                line,
+                entries: Vec::new(),
+            });
+            conf.sections.len() - 1
+        })
+    }
+
+    /// The last entry called `name` in section number `sect`.
+    fn entry<'c>(&self, conf: &'c Config, sect: usize, name: &str) -> Option<&'c Entry> {
+        let e = self.keys.get(&(sect, name.to_string()))?;
+        Some(&conf.sections[sect].entries[*e])
+    }
+}
+
+/// `why` with every run of 3 or more characters that also occurs in `text`
+/// (2 for a 2-character `text`) replaced by `$ENV::var`: an error may echo
+/// a value whole, in part, or item by item.
+fn mask_env_text(why: &str, text: &str, var: &str) -> String {
+    let min = text.chars().count().min(3);
+    if min < 2 {
+        return why.to_string();
+    }
+    // Errors are short; a value-sized one is cut first, keeping this fast.
+    let chars: Vec<char> = why.chars().take(2000).collect();
+    let (mut out, mut i) = (String::new(), 0);
+    while i < chars.len() {
+        let span = |k: usize| chars[i..i + k].iter().collect::<String>();
+        let mut k = 0;
+        if i + min <= chars.len() && text.contains(&span(min)) {
+            k = min;
+            while i + k < chars.len() && text.contains(&span(k + 1)) {
+                k += 1;
+            }
+        }
+        if k > 0 {
+            out.push_str(&format!("$ENV::{var}"));
+            i += k;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn is_name_char(c: char) -> bool {
@@ -354,5 +454,100 @@ mod tests {
         let c = Config::parse("[s]\nk=1\nk=2\n", "x").unwrap();
         assert_eq!(c.get("s", "k").unwrap().value, "2");
         assert_eq!(c.section("s").unwrap().entries.len(), 2);
+    }
+
+    /// The review's 680-byte file: each line doubles the last.
+    fn doubling(lines: usize) -> String {
+        let mut t = String::from("v0 = 0123456789abcdef0123456789abcdef\n");
+        for i in 1..=lines {
+            t.push_str(&format!("v{i} = $v{p}$v{p}\n", p = i - 1));
+        }
+        t
+    }
+
+    #[test]
+    fn expansion_stops_at_64_kib_naming_the_line() {
+        // 2^10 * 32 bytes fit; 2^11 * 32 = 64 KiB is one byte too many
+        // for OpenSSL too (tests/review.rs runs both).
+        assert!(Config::parse(&doubling(10), "x").is_ok());
+        let e = Config::parse(&doubling(40), "big.cnf").unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Config);
+        assert_eq!(e.file.as_deref(), Some("big.cnf:12"));
+        assert!(e.why.contains("variable expansion too long"), "{}", e.why);
+    }
+
+    #[test]
+    fn all_values_together_are_capped() {
+        let v = "a".repeat(60 * 1024);
+        let mut t = format!("big = {v}\n");
+        for i in 0..300 {
+            t.push_str(&format!("k{i} = $big\n"));
+        }
+        let e = Config::parse(&t, "x").unwrap_err();
+        assert!(e.why.contains("more than 16 MiB"), "{}", e.why);
+    }
+
+    #[test]
+    fn many_sections_and_references_parse_in_linear_time() {
+        // Quadratic lookups would take minutes on these.
+        let mut t = String::new();
+        for i in 0..100_000 {
+            t.push_str(&format!("[s{i}]\nk{i} = x\n"));
+        }
+        t.push_str(&"r = $k99999\n".repeat(100_000));
+        let c = Config::parse(&t, "x").unwrap();
+        assert_eq!(c.sections.len(), 100_001);
+    }
+
+    #[test]
+    fn env_text_is_masked_in_errors_whole_or_in_part() {
+        let secret = "Hunter2-correct-horse";
+        let e = Config {
+            label: "c".into(),
+            sections: vec![Section {
+                name: DEFAULT_SECTION.into(),
+                line: 0,
+                entries: vec![Entry {
+                    key: "k".into(),
+                    value: format!("x{secret}"),
+                    line: 3,
+                    from_env: vec![("SECRET".into(), secret.into())],
+                }],
+            }],
+        }
+        .error(
+            3,
+            format!("'x{secret}' is bad; 'Hunter2' and 'horse' too, got 21"),
+        );
+        assert_eq!(
+            e.why,
+            "'x$ENV::SECRET' is bad; '$ENV::SECRET' and '$ENV::SECRET' too, got 21"
+        );
+    }
+
+    #[test]
+    fn env_origin_follows_variables() {
+        // SAFETY: unit tests of this module do not read this variable elsewhere.
+        unsafe { std::env::set_var("DEVCERT_TEST_CONF_ORIGIN", "s3cr3t") };
+        let c =
+            Config::parse("a = $ENV::DEVCERT_TEST_CONF_ORIGIN\n[s]\nb = <${a}>\n", "x").unwrap();
+        let b = c.get("s", "b").unwrap();
+        assert_eq!(b.value, "<s3cr3t>");
+        assert_eq!(
+            b.from_env,
+            [("DEVCERT_TEST_CONF_ORIGIN".into(), "s3cr3t".into())]
+        );
+    }
+
+    #[test]
+    fn a_passphrase_variable_is_never_expanded() {
+        crate::passphrase::protect_env_var("DEVCERT_TEST_CONF_PASS");
+        // SAFETY: as above.
+        unsafe { std::env::set_var("DEVCERT_TEST_CONF_PASS", "pw") };
+        let e = Config::parse("[s]\nCN = $ENV::DEVCERT_TEST_CONF_PASS\n", "x").unwrap_err();
+        assert_eq!(e.file.as_deref(), Some("x:2"));
+        assert!(e.why.contains("holds a passphrase"), "{}", e.why);
+        let e = Config::parse("CN = ${ENV::DEVCERT_PKCS11_PIN}\n", "x").unwrap_err();
+        assert!(e.why.contains("holds a passphrase"), "{}", e.why);
     }
 }

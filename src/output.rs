@@ -126,14 +126,12 @@ pub fn write_stdout(data: &[u8]) -> Result<()> {
     }
 }
 
-/// Refuses a new key and another output at one path (`--key-out x -o x`),
-/// where the second rename would silently replace the key.
+/// Refuses a new key and another output at one path (`--key-out x -o x`,
+/// also `d/../x` or through a linked folder), where the second rename
+/// would silently replace the key. Checked before any work is done;
+/// [`commit_all`] checks every multi-file write again.
 pub fn refuse_same_file(key_path: &str, out: &str) -> Result<()> {
-    let same = match (std::path::absolute(key_path), std::path::absolute(out)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => key_path == out,
-    };
-    if same {
+    if out != "-" && same_entry(Path::new(key_path), Path::new(out)) {
         return Err(Error::new(
             ErrorKind::Refused,
             "cannot write output",
@@ -141,6 +139,51 @@ pub fn refuse_same_file(key_path: &str, out: &str) -> Result<()> {
         )
         .file(key_path)
         .hint("give --key-out and -o different files"));
+    }
+    Ok(())
+}
+
+/// Whether two output paths name the same directory entry, which is what
+/// a rename replaces: the same folder (by device and inode, so `..`,
+/// `./` and linked folders all count) and the same name. A symlink as the
+/// last component is replaced, not followed, so it is its own entry; two
+/// hard links are two entries. A path whose folder cannot be looked up
+/// (it cannot be written either) is compared by its absolute form.
+pub fn same_entry(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| {
+        let dir = std::fs::metadata(parent_dir(p)).ok()?;
+        Some((dir.dev(), dir.ino(), p.file_name()?.to_os_string()))
+    };
+    match (id(a), id(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (std::path::absolute(a), std::path::absolute(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// No two of `staged` land on one directory entry (the later rename
+/// would replace the earlier file, losing it).
+fn refuse_duplicates(staged: &[Staged]) -> Result<()> {
+    for (i, s) in staged.iter().enumerate() {
+        if let Some(other) = staged[..i]
+            .iter()
+            .find(|o| same_entry(&o.target, &s.target))
+        {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "cannot write output",
+                format!(
+                    "{} and {} are the same file",
+                    other.target.display(),
+                    s.target.display()
+                ),
+            )
+            .file(s.target.display().to_string())
+            .hint("give each output its own file"));
+        }
     }
     Ok(())
 }
@@ -173,14 +216,16 @@ pub fn write_key_and(
 /// `force`, the files they replaced are put back (each is hard-linked
 /// aside before it is replaced).
 pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
+    refuse_duplicates(&staged)?;
     if !force && let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
         return Err(exists_error(&s.target.display().to_string()));
     }
     place_all(staged, force)
 }
 
-/// [`commit_all`] into a folder this call has just created: there is
-/// nothing to refuse or keep aside, so no file is looked up first (a batch
+/// [`commit_all`] into a folder this call has just created, under names
+/// that differ: there is nothing to refuse or keep aside, so no file is
+/// looked up first (a batch
 /// of 100,000 devices saves half a million lookups). Another writer that
 /// got in first is still refused by the rename.
 pub fn commit_all_new(staged: Vec<Staged>) -> Result<()> {
@@ -310,5 +355,40 @@ mod tests {
         commit_all(staged, true).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn same_entry_sees_through_dotdot_and_linked_folders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink(d.join("sub"), d.join("link")).unwrap();
+        let k = d.join("sub/k.pem");
+        // Neither file exists yet: the folder and name decide.
+        assert!(same_entry(&k, &d.join("sub/../sub/k.pem")));
+        assert!(same_entry(&k, &d.join("link/k.pem")));
+        assert!(same_entry(&k, &d.join("sub/./k.pem")));
+        assert!(!same_entry(&k, &d.join("sub/c.pem")));
+        // A link as the last component is replaced by the rename, not
+        // followed; hard links are two entries: both outputs survive.
+        std::fs::write(&k, "x").unwrap();
+        std::os::unix::fs::symlink(&k, d.join("sub/alias")).unwrap();
+        std::fs::hard_link(&k, d.join("sub/hard")).unwrap();
+        assert!(!same_entry(&k, &d.join("sub/alias")));
+        assert!(!same_entry(&k, &d.join("sub/hard")));
+    }
+
+    #[test]
+    fn commit_all_refuses_two_outputs_on_one_entry_even_with_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let staged = vec![
+            stage(&d.join("k.pem"), b"key", Mode::Secret).unwrap(),
+            stage(&d.join("sub/../k.pem"), b"cert", Mode::Public).unwrap(),
+        ];
+        let e = commit_all(staged, true).unwrap_err();
+        assert!(e.why.contains("are the same file"), "{}", e.why);
+        assert!(!d.join("k.pem").exists());
     }
 }

@@ -2,7 +2,8 @@
 //! shell history and `ps`); a file, an environment variable, or a prompt,
 //! and a prompt only when stdin is a terminal, so CI never hangs.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
+use std::sync::RwLock;
 
 use zeroize::Zeroizing;
 
@@ -31,10 +32,7 @@ impl PassphraseSource {
     pub fn read(&self, purpose: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         let pass = match self {
             PassphraseSource::File(path) => {
-                let raw = Zeroizing::new(
-                    std::fs::read(path)
-                        .map_err(|e| Error::io("cannot read passphrase file", path, &e))?,
-                );
+                let raw = read_passphrase_file(path)?;
                 Zeroizing::new(strip_one_newline(&raw).to_vec())
             }
             PassphraseSource::Env(var) => {
@@ -93,6 +91,51 @@ impl PassphraseSource {
         }
         Ok(pass)
     }
+}
+
+/// A passphrase longer than this is refused; `--passphrase-file
+/// /dev/zero` must not read gigabytes first. (OpenSSL reads at most 1 KiB.)
+pub const MAX_PASSPHRASE_BYTES: u64 = 64 * 1024;
+
+/// Environment variables that hold secrets: a config's `$ENV::` may not
+/// copy them (into an error message, or into a certificate).
+static PROTECTED_ENV_VARS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Variables that always hold secrets, whatever the command line says.
+const ALWAYS_PROTECTED: &[&str] = &["DEVCERT_PKCS11_PIN"];
+
+/// Marks `var` (given to `--passphrase-env`) as holding a secret.
+pub fn protect_env_var(var: &str) {
+    if let Ok(mut vars) = PROTECTED_ENV_VARS.write() {
+        vars.push(var.to_string());
+    }
+}
+
+/// Whether `var` holds a secret (see [`protect_env_var`]).
+pub fn is_protected_env_var(var: &str) -> bool {
+    ALWAYS_PROTECTED.contains(&var)
+        || PROTECTED_ENV_VARS
+            .read()
+            .map_or(true, |vars| vars.iter().any(|v| v == var))
+}
+
+/// Reads a passphrase file, at most [`MAX_PASSPHRASE_BYTES`].
+fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let what = "cannot read passphrase file";
+    let file = std::fs::File::open(path).map_err(|e| Error::io(what, path, &e))?;
+    let mut raw = Zeroizing::new(Vec::new());
+    file.take(MAX_PASSPHRASE_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io(what, path, &e))?;
+    if raw.len() as u64 > MAX_PASSPHRASE_BYTES {
+        return Err(Error::new(
+            ErrorKind::Passphrase,
+            what,
+            format!("longer than {} KiB", MAX_PASSPHRASE_BYTES >> 10),
+        )
+        .file(path));
+    }
+    Ok(raw)
 }
 
 /// OpenSSL's `file:` strips one trailing newline; so do we.

@@ -87,8 +87,9 @@ pub fn name_from_section(conf: &Config, section: &str, mask: StringMask) -> Resu
         return Err(conf.error(sect.line, format!("[{section}] names no subject fields")));
     }
     let mut fields = Vec::with_capacity(sect.entries.len());
-    for (i, entry) in sect.entries.iter().enumerate() {
-        if sect.entries[..i].iter().any(|e| e.key == entry.key) {
+    let mut seen = std::collections::HashSet::new();
+    for entry in &sect.entries {
+        if !seen.insert(entry.key.as_str()) {
             return Err(conf
                 .error(
                     entry.line,

@@ -162,10 +162,11 @@ impl ExtensionProfile {
             )
             .file(conf.label.clone())
         })?;
+        let mut budget = parse::MAX_PROFILE_ITEMS;
         let entries = sect
             .entries
             .iter()
-            .map(|e| parse_entry(conf, e))
+            .map(|e| parse_entry(conf, e, &mut budget))
             .collect::<Result<_>>()?;
         Ok(ExtensionProfile {
             label: conf.label.clone(),

@@ -4,8 +4,18 @@
 
 use super::*;
 
-/// Parses one `name = [critical,]value` line of a profile section.
-pub(super) fn parse_entry(conf: &Config, entry: &Entry) -> Result<ProfileEntry> {
+/// At most this many items (names, usages, ...) in one profile: every
+/// `subjectAltName = @alt` line reads all of `[alt]` again, and a 10 MiB
+/// file of such lines would otherwise build billions of names.
+pub const MAX_PROFILE_ITEMS: usize = 65_536;
+
+/// Parses one `name = [critical,]value` line of a profile section; `budget`
+/// is how many more items the profile may hold.
+pub(super) fn parse_entry(
+    conf: &Config,
+    entry: &Entry,
+    budget: &mut usize,
+) -> Result<ProfileEntry> {
     let fail = |why: String| conf.error(entry.line, why);
     // OpenSSL's v3_check_critical: exactly "critical," then optional spaces.
     let (critical, value) = match entry.value.strip_prefix("critical,") {
@@ -18,7 +28,7 @@ pub(super) fn parse_entry(conf: &Config, entry: &Entry) -> Result<ProfileEntry> 
             entry.key
         )));
     }
-    let items = || value_items(conf, entry, value);
+    let mut items = || value_items(conf, entry, value, budget);
     let spec = match entry.key.as_str() {
         "basicConstraints" => parse_basic_constraints(&items()?),
         "keyUsage" => parse_key_usage(&items()?).map(ExtSpec::KeyUsage),
@@ -52,7 +62,16 @@ struct Item {
 
 /// OpenSSL's X509V3_EXT_nconf: `@sect` reads the items from a section,
 /// anything else is `X509V3_parse_list`.
-fn value_items(conf: &Config, entry: &Entry, value: &str) -> Result<Vec<Item>> {
+fn value_items(conf: &Config, entry: &Entry, value: &str, budget: &mut usize) -> Result<Vec<Item>> {
+    let mut spend = |n: usize| {
+        *budget = budget.checked_sub(n).ok_or_else(|| {
+            conf.error(
+                entry.line,
+                format!("the profile names more than {MAX_PROFILE_ITEMS} items"),
+            )
+        })?;
+        Ok::<(), Error>(())
+    };
     if let Some(name) = value.strip_prefix('@') {
         let sect = conf.section(name.trim()).ok_or_else(|| {
             conf.error(
@@ -60,6 +79,7 @@ fn value_items(conf: &Config, entry: &Entry, value: &str) -> Result<Vec<Item>> {
                 format!("{}: no section [{}]", entry.key, name.trim()),
             )
         })?;
+        spend(sect.entries.len())?;
         return Ok(sect
             .entries
             .iter()
@@ -69,7 +89,9 @@ fn value_items(conf: &Config, entry: &Entry, value: &str) -> Result<Vec<Item>> {
             })
             .collect());
     }
-    Ok(parse_list(value))
+    let items = parse_list(value);
+    spend(items.len())?;
+    Ok(items)
 }
 
 /// `a:b, c, d:e` → items, each part trimmed; empty items are skipped.

@@ -1,0 +1,402 @@
+//! The security review's findings (issue 17): each test covers the class of
+//! defect, not only the review's example. Configs that expand without end,
+//! outputs that are one file under two names, unbounded reads, secrets from
+//! `$ENV::` in messages, terminal escapes in printed text, Unicode name
+//! folding, and CAs whose keyUsage or pathLen forbid what they sign.
+//! See docs/security.md.
+mod common;
+use common::*;
+
+/// The review's doubling config: line N+1 is twice line N.
+fn doubling(lines: usize) -> String {
+    let mut t = String::from("v0 = 0123456789abcdef0123456789abcdef\n");
+    for i in 1..=lines {
+        t.push_str(&format!("v{i} = $v{p}$v{p}\n", p = i - 1));
+    }
+    t
+}
+
+const REQ: &str = "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = x\n";
+
+/// The line OpenSSL's "Error on line N" names, if it refused the config.
+fn openssl_bad_line(t: &TestDir, cnf: &str) -> Option<String> {
+    let out = t.openssl(&[
+        "req",
+        "-config",
+        cnf,
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-out",
+        "/dev/null",
+    ]);
+    let text = out.text();
+    let at = text.find("Error on line ")?;
+    Some(text[at + 14..].split_whitespace().next()?.to_string())
+}
+
+#[test]
+fn config_variable_expansion_stops_where_openssl_stops() {
+    let t = TestDir::new();
+    t.ec_key("d.key");
+    // The review's file (well under 1 KiB) doubles to terabytes.
+    t.write("bomb.cnf", format!("{}{REQ}", doubling(40)));
+    assert!(t.read("bomb.cnf").len() < 1000);
+    // 65,535 bytes fit, 65,536 do not, in OpenSSL as in devcert.
+    let (a, b) = ("a".repeat(32768), "a".repeat(32767));
+    t.write("fits.cnf", format!("x = {a}\ny = {b}\nz = $x$y\n{REQ}"));
+    t.write("over.cnf", format!("x = {a}\ny = {b}\nz = $x$x\n{REQ}"));
+    for cnf in ["bomb.cnf", "fits.cnf", "over.cnf"] {
+        let out = t.devcert(&[
+            "csr", "--key", "d.key", "--config", cnf, "-o", "r.csr", "--force",
+        ]);
+        match openssl_bad_line(&t, cnf) {
+            None => drop(out.ok()),
+            Some(line) => {
+                out.fails_naming(&[&format!("{cnf}:{line}"), "variable expansion too long"]);
+            }
+        }
+    }
+    assert!(
+        openssl_bad_line(&t, "bomb.cnf").is_some() && openssl_bad_line(&t, "fits.cnf").is_none()
+    );
+}
+
+#[test]
+fn configs_and_profiles_that_multiply_are_refused_quickly() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_csr("d");
+    // Each line re-reads a large section: 1,000 x 1,000 names.
+    let mut ext = "subjectAltName = @alt\n".repeat(1000);
+    ext.push_str("[alt]\n");
+    (0..1000).for_each(|i| ext.push_str(&format!("DNS.{i} = d{i}.example\n")));
+    t.write("alt.ext", ext);
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "d.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--profile",
+        "alt.ext",
+        "-o",
+        "d.crt",
+    ])
+    .fails_naming(&["alt.ext:", "more than 65536 items"]);
+    t.assert_no_file("d.crt");
+    // Values that each stay under 64 KiB but add up past 16 MiB.
+    let mut cnf = format!("big = {}\n", "b".repeat(60_000));
+    (0..300).for_each(|i| cnf.push_str(&format!("k{i} = $big\n")));
+    t.write("wide.cnf", format!("{cnf}{REQ}"));
+    t.devcert(&[
+        "csr", "--key", "d.key", "--config", "wide.cnf", "-o", "w.csr",
+    ])
+    .fails_naming(&["wide.cnf:", "more than 16 MiB"]);
+}
+
+#[test]
+fn passphrase_file_reads_are_capped() {
+    let t = TestDir::new();
+    // /dev/zero never ends; a FIFO nobody writes to would hang; a big file.
+    t.write("big.pw", vec![b'p'; 64 * 1024 + 1]);
+    for pw in ["/dev/zero", "big.pw"] {
+        t.devcert(&["key", "--encrypt", "--passphrase-file", pw, "-o", "k.pem"])
+            .fails_naming(&[pw, "longer than 64 KiB"]);
+        t.assert_no_file("k.pem");
+    }
+    t.write("ok.pw", vec![b'p'; 64 * 1024]);
+    t.devcert(&[
+        "key",
+        "--encrypt",
+        "--passphrase-file",
+        "ok.pw",
+        "-o",
+        "k.pem",
+    ])
+    .ok();
+}
+
+/// Two outputs of one command that are one directory entry, reached
+/// through `..`, `.` or a linked folder: refused even with --force, and
+/// nothing is written; the key is never lost.
+#[test]
+fn two_outputs_that_are_one_file_are_refused_everywhere() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    std::fs::create_dir(t.path("sub")).unwrap();
+    std::os::unix::fs::symlink(t.path("sub"), t.path("link")).unwrap();
+    let same = [
+        ("sub/k.pem", "sub/../sub/k.pem"),
+        ("sub/k.pem", "link/k.pem"),
+        ("k.pem", "./k.pem"),
+    ];
+    for (key, out) in same {
+        for force in [false, true] {
+            let mut runs = vec![
+                vec!["ca", "--subject", "/CN=R", "--key-out", key, "-o", out],
+                vec![
+                    "ca",
+                    "--subject",
+                    "/CN=I",
+                    "--ca",
+                    "CA.crt",
+                    "--ca-key",
+                    "CA.key",
+                    "--key-out",
+                    key,
+                    "-o",
+                    out,
+                ],
+                vec![
+                    "csr",
+                    "--new-key",
+                    "ec",
+                    "--key-out",
+                    key,
+                    "--subject",
+                    "/CN=d",
+                    "-o",
+                    out,
+                ],
+            ];
+            for args in &mut runs {
+                if force {
+                    args.push("--force");
+                }
+                t.devcert(args).fails_naming(&["same file"]);
+                t.assert_no_file(key);
+            }
+        }
+    }
+    // A link as the output itself is replaced, not followed: both files
+    // survive, each what it should be.
+    t.write("c.pem", "old");
+    std::os::unix::fs::symlink(t.path("c.pem"), t.path("alias.pem")).unwrap();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=R",
+        "--key-out",
+        "alias.pem",
+        "-o",
+        "c.pem",
+        "--force",
+    ])
+    .ok();
+    assert!(
+        !std::fs::symlink_metadata(t.path("alias.pem"))
+            .unwrap()
+            .is_symlink()
+    );
+    t.assert_key_matches("alias.pem", &t.cert("c.pem").get("spki_der"));
+}
+
+/// A secret a config takes from the environment, and a value no key
+/// accepts, so every line below makes an error that could echo it.
+const SECRET: &str = "Hunter2\u{e9} s3cr3t:zz,@qq";
+
+/// Every parse failure of every config key the readers know, with the value
+/// from `$ENV::`: the error names file and line but never the value.
+#[test]
+fn values_from_the_environment_never_appear_in_errors() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_csr("d");
+    let e = "$ENV::DEVCERT_REVIEW_SECRET";
+    let req = |k: &str, v: &str| {
+        let mut r =
+            format!("[req]\nprompt = no\ndistinguished_name = dn\n{k} = {v}\n[dn]\nCN = x\n");
+        if k == "req_extensions" || k == "distinguished_name" {
+            r = format!("[req]\nprompt = no\n{k} = {v}\n[dn]\nCN = x\n");
+        }
+        r
+    };
+    let dn = |k: &str| format!("[req]\nprompt = no\ndistinguished_name = dn\n[dn]\n{k} = {e}\n");
+    let mut configs: Vec<String> = [
+        "prompt",
+        "string_mask",
+        "default_md",
+        "default_bits",
+        "distinguished_name",
+        "req_extensions",
+    ]
+    .iter()
+    .map(|k| req(k, e))
+    .collect();
+    configs.extend(["C", "emailAddress", "serialNumber", "DC", "nope"].map(dn));
+    configs.push(format!("[req]\nprompt = no\ndistinguished_name = dn\nreq_extensions = x\n[x]\nkeyUsage = {e}\n[dn]\nCN = x\n"));
+    let profiles = [
+        "basicConstraints",
+        "keyUsage",
+        "extendedKeyUsage",
+        "subjectKeyIdentifier",
+        "authorityKeyIdentifier",
+        "subjectAltName",
+        "issuerAltName",
+        "crlDistributionPoints",
+        "authorityInfoAccess",
+        "nsComment",
+        "certificatePolicies",
+    ]
+    .map(|k| format!("{k} = {e}\n"))
+    .into_iter()
+    .chain(
+        ["DNS", "IP", "email", "URI", "RID", "dirName", "otherName"]
+            .map(|ty| format!("subjectAltName = {ty}:{e}\n")),
+    )
+    .chain([
+        format!("authorityInfoAccess = OCSP;URI:{e}\n"),
+        format!("basicConstraints = CA:TRUE,pathlen:{e}\n"),
+    ]);
+    let mut runs = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        let f = format!("c{i}.cnf");
+        t.write(&f, c);
+        runs.push(vec![
+            "csr".to_string(),
+            "--key".into(),
+            "d.key".into(),
+            "--config".into(),
+            f,
+        ]);
+    }
+    for (i, p) in profiles.enumerate() {
+        let f = format!("p{i}.ext");
+        t.write(&f, p);
+        runs.push(
+            [
+                "sign",
+                "--csr",
+                "d.csr",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "--profile",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([f])
+            .collect(),
+        );
+    }
+    let windows: Vec<String> = SECRET
+        .chars()
+        .collect::<Vec<_>>()
+        .windows(4)
+        .map(|w| w.iter().collect())
+        .collect();
+    for args in runs {
+        let out = t
+            .devcert_cmd()
+            .args(&args)
+            .arg("-o")
+            .arg("out.pem")
+            .env("DEVCERT_REVIEW_SECRET", SECRET)
+            .run()
+            .fails();
+        let file = args
+            .iter()
+            .find(|a| a.contains('.') && a.ends_with("cnf") || a.ends_with("ext"));
+        assert!(
+            out.error_line().contains(file.unwrap().as_str()),
+            "{}",
+            out.describe()
+        );
+        for w in &windows {
+            assert!(
+                !out.stderr.contains(w.as_str()),
+                "{w:?} of the secret leaked\n{}",
+                out.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_config_cannot_copy_the_passphrase_variable() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.write(
+        "c.cnf",
+        "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = ${ENV::KEY_PW}\n",
+    );
+    for cmd in [
+        vec![
+            "csr",
+            "--new-key",
+            "ec",
+            "--key-out",
+            "d.key",
+            "--encrypt",
+            "--passphrase-env",
+            "KEY_PW",
+            "--config",
+            "c.cnf",
+            "-o",
+            "d.csr",
+        ],
+        vec![
+            "issue",
+            "--config",
+            "c.cnf",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--encrypt",
+            "--out-passphrase-env",
+            "KEY_PW",
+            "--out-dir",
+            "dev",
+        ],
+        vec![
+            "ca",
+            "--config",
+            "c.cnf",
+            "--key-out",
+            "r.key",
+            "--encrypt",
+            "--out-passphrase-env",
+            "KEY_PW",
+            "-o",
+            "r.crt",
+        ],
+    ] {
+        let out = t
+            .devcert_cmd()
+            .args(&cmd)
+            .env("KEY_PW", "pass-phrase-123")
+            .run()
+            .fails_naming(&["c.cnf:5", "$ENV::KEY_PW holds a passphrase"]);
+        assert!(!out.stderr.contains("pass-phrase"), "{}", out.describe());
+        for f in ["d.key", "d.csr", "dev", "r.key", "r.crt"] {
+            t.assert_no_file(f);
+        }
+    }
+    // Any other variable is OpenSSL's $ENV:: and lands in the subject.
+    t.devcert_cmd()
+        .args([
+            "csr",
+            "--new-key",
+            "ec",
+            "--key-out",
+            "d.key",
+            "--config",
+            "c.cnf",
+            "-o",
+            "d.csr",
+        ])
+        .env("KEY_PW", "device-7")
+        .run()
+        .ok();
+    assert!(t.csr("d.csr").get("subject").contains("device-7"));
+}
