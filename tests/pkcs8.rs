@@ -518,3 +518,99 @@ fn not_a_key_and_missing_file_are_errors() {
         .fails_naming(&["no-such.key"]);
     t.assert_no_file("out.key");
 }
+
+/// `base` (DER of `openssl ecparam -genkey`'s SEC1 key) with its curve
+/// parameters replaced by `params` (None: left out).
+fn sec1_with_params(base: &[u8], params: Option<der::asn1::ObjectIdentifier>) -> Vec<u8> {
+    use der::{Decode, Encode};
+    let mut k = sec1::EcPrivateKey::from_der(base).unwrap();
+    k.parameters = params.map(sec1::EcParameters::NamedCurve);
+    k.to_der().unwrap()
+}
+
+/// pyca's `EC/ec-missing-curve.pem` and `PKCS8/ec-inconsistent-curve.pem`,
+/// made here: a key whose curve is missing or contradicts itself is refused
+/// by every key reader, as `openssl pkey` refuses it; never guessed.
+#[test]
+fn keys_without_a_curve_or_with_two_are_refused_by_every_reader() {
+    use der::Encode;
+    let p256 = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    let p384 = der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.ec_key("good.key");
+    t.ec_csr("x");
+    let base = t
+        .openssl(&["ec", "-in", "good.key", "-outform", "DER"])
+        .stdout;
+    let pem = |tag: &str, der: &[u8]| pem::encode(&pem::Pem::new(tag, der.to_vec()));
+    t.write(
+        "missing.pem",
+        pem("EC PRIVATE KEY", &sec1_with_params(&base, None)),
+    );
+    // With an EC PARAMETERS block that names another curve than the key.
+    let params = t.openssl_ok(&["ecparam", "-name", "secp384r1"]);
+    let good = t.read_str("good.key");
+    let key_block = &good[good.find("-----BEGIN EC PRIVATE KEY").unwrap()..];
+    t.write("two.pem", format!("{params}{key_block}"));
+    // PKCS#8 says P-256; the SEC1 key inside says secp384r1.
+    let inner = sec1_with_params(&base, Some(p384));
+    let info = pkcs8::PrivateKeyInfoRef::new(
+        pkcs8::AlgorithmIdentifierRef {
+            oid: "1.2.840.10045.2.1".parse().unwrap(),
+            parameters: Some((&p256).into()),
+        },
+        der::asn1::OctetStringRef::new(&inner).unwrap(),
+    );
+    t.write(
+        "inconsistent.pem",
+        pem("PRIVATE KEY", &info.to_der().unwrap()),
+    );
+    let cases = [
+        ("missing.pem", "names no curve"),
+        (
+            "two.pem",
+            "EC PARAMETERS block names P-384, the key names P-256",
+        ),
+        (
+            "inconsistent.pem",
+            "PKCS#8 names P-256 (prime256v1), the EC key inside names P-384 (secp384r1)",
+        ),
+    ];
+    for (key, why) in cases {
+        if key != "two.pem" {
+            t.openssl(&["pkey", "-in", key, "-noout"]).code(1);
+        }
+        for args in [
+            vec!["pkcs8", key],
+            vec!["csr", "--key", key, "--subject", "/CN=x"],
+            vec!["sign", "--csr", "x.csr", "--ca", "CA.crt", "--ca-key", key],
+            vec![
+                "ca",
+                "--subject",
+                "/CN=I",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                key,
+                "--key-out",
+                "i.key",
+            ],
+            vec![
+                "p12",
+                "--key",
+                key,
+                "--cert",
+                "CA.crt",
+                "--passphrase-env",
+                "PW",
+            ],
+        ] {
+            t.devcert_cmd()
+                .args(&args)
+                .env("PW", "pw")
+                .run()
+                .fails_naming(&[key, why]);
+        }
+    }
+}

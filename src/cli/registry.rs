@@ -290,11 +290,15 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Activate { serial } => {
             reg.set_status(&serial, Status::Active)?;
-            note!("device {serial} activated (the broker plugin admits it at its next connect; CRL mode: write a new CRL and reload the broker)");
+            note!(
+                "device {serial} activated (the broker plugin admits it at its next connect; CRL mode: write a new CRL and reload the broker)"
+            );
         }
         DeviceCommand::Deactivate { serial } => {
             reg.set_status(&serial, Status::Inactive)?;
-            note!("device {serial} deactivated (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)");
+            note!(
+                "device {serial} deactivated (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)"
+            );
         }
         DeviceCommand::Delete { serial } => {
             reg.delete_device(&serial)?;

@@ -115,6 +115,17 @@ impl PrivateKey {
                 })?;
                 let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
                     .map_err(|e| format!("invalid EC key ({e})"))?;
+                // The inner SEC1 key may repeat the curve; it must agree.
+                if let Some(inner) = &ec.parameters {
+                    let inner = named_curve(inner)?;
+                    if inner != curve_oid {
+                        return Err(format!(
+                            "the key's curve contradicts itself: PKCS#8 names {}, the EC key inside names {}",
+                            curve_name(&curve_oid),
+                            curve_name(&inner)
+                        ));
+                    }
+                }
                 ec_from_parts(curve, &ec)
             }
             OID_RSA_ENCRYPTION => {
@@ -236,8 +247,8 @@ impl PrivateKey {
             .map_err(fail)
     }
 
-    /// Parses an unencrypted key in a known encoding; SEC1 keys without a
-    /// curve take `curve_hint` (from an `EC PARAMETERS` block).
+    /// Parses an unencrypted key in a known encoding; a SEC1 key's curve
+    /// must agree with `curve_hint` (from an `EC PARAMETERS` block).
     pub fn from_unencrypted(
         der: &[u8],
         encoding: KeyEncoding,
@@ -443,20 +454,41 @@ fn ec_from_parts(curve: Curve, ec: &sec1::EcPrivateKey<'_>) -> Result<PrivateKey
     })
 }
 
-fn from_sec1(der: &[u8], curve_hint: Option<Curve>) -> Result<PrivateKey, String> {
+/// A SEC1 key must name its curve: OpenSSL refuses one that does not, and
+/// guessing from the scalar's length could take a P-256 key for another
+/// 256-bit curve's. An `EC PARAMETERS` block before it must agree.
+fn from_sec1(der: &[u8], params_block: Option<Curve>) -> Result<PrivateKey, String> {
     let parsed =
         sec1::EcPrivateKey::from_der(der).map_err(|e| format!("invalid SEC1 EC key ({e})"))?;
-    let curve = match parsed.parameters.as_ref().and_then(|p| p.named_curve()) {
-        Some(oid) => Curve::from_oid(&oid).ok_or_else(|| format!("unsupported EC curve {oid}"))?,
-        // No curve in the key itself: the params block, else the scalar size.
-        None => match (curve_hint, parsed.private_key.len()) {
-            (Some(c), _) => c,
-            (None, 32) => Curve::P256,
-            (None, 48) => Curve::P384,
-            _ => return Err("SEC1 EC key names no curve".into()),
-        },
+    let Some(params) = &parsed.parameters else {
+        return Err("the SEC1 EC key names no curve (its parameters are missing)".into());
     };
+    let oid = named_curve(params)?;
+    let curve = Curve::from_oid(&oid)
+        .ok_or_else(|| format!("unsupported EC curve {}", curve_name(&oid)))?;
+    if let Some(block) = params_block
+        && block != curve
+    {
+        return Err(format!(
+            "the EC PARAMETERS block names {block}, the key names {curve}"
+        ));
+    }
     ec_from_parts(curve, &parsed)
+}
+
+/// The named curve of SEC1 parameters; explicit curve parameters are refused.
+fn named_curve(params: &sec1::EcParameters) -> Result<ObjectIdentifier, String> {
+    params.named_curve().ok_or_else(|| {
+        "EC key with explicit curve parameters (only named curves are supported)".into()
+    })
+}
+
+/// A curve OID as people know it.
+fn curve_name(oid: &ObjectIdentifier) -> String {
+    match Curve::from_oid(oid) {
+        Some(c) => format!("{c} ({})", c.openssl_name()),
+        None => oid.to_string(),
+    }
 }
 
 fn decrypt_pkcs8(der: &[u8], pass: &PassphraseSource, label: &str) -> Result<PrivateKey> {

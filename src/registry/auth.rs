@@ -293,9 +293,7 @@ impl Registry {
                 vec!["?"; chunk.len()].join(",")
             );
             let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
-            let mut rows = st
-                .query(rusqlite::params_from_iter(chunk))
-                .map_err(&fail)?;
+            let mut rows = st.query(rusqlite::params_from_iter(chunk)).map_err(&fail)?;
             while let Some(r) = rows.next().map_err(&fail)? {
                 let serial: String = r.get(0).map_err(&fail)?;
                 let state = DeviceState {

@@ -31,7 +31,9 @@ impl Options {
     /// From the `plugin_opt_KEY VALUE` pairs (KEY without the prefix). An
     /// unknown key or a bad value is refused, naming it: a typo must stop
     /// the broker at start, not leave a setting silently at its default.
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Options, String> {
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Options, String> {
         let (mut registry, mut poll, mut busy) = (None, 1000, 200);
         let ms = |key: &str, v: &str, range: std::ops::RangeInclusive<u64>| {
             v.trim()
@@ -61,9 +63,8 @@ impl Options {
                 }
             }
         }
-        let registry = registry.ok_or(
-            "plugin_opt_registry is missing: name the registry database (a file path)",
-        )?;
+        let registry = registry
+            .ok_or("plugin_opt_registry is missing: name the registry database (a file path)")?;
         Ok(Options {
             registry,
             poll: Duration::from_millis(poll),
@@ -259,9 +260,9 @@ impl Session {
             serial: Some(serial.clone()),
             reason,
         };
-        let decision = self.live().and_then(|l| {
-            decide(&mut l.reg, &mut l.trust, std::slice::from_ref(&leaf), at)
-        });
+        let decision = self
+            .live()
+            .and_then(|l| decide(&mut l.reg, &mut l.trust, std::slice::from_ref(&leaf), at));
         match decision {
             Ok(Decision::Accepted { serial, registered }) => {
                 let secs = super::unix(at);
@@ -347,7 +348,13 @@ impl Session {
         if r.is_ok() {
             self.pending.clear();
         }
-        r.map_err(|e| Error::new(ErrorKind::Registry, "cannot record connection times", e.to_string()))
+        r.map_err(|e| {
+            Error::new(
+                ErrorKind::Registry,
+                "cannot record connection times",
+                e.to_string(),
+            )
+        })
     }
 
     /// The connected devices the registry refuses now that were not refused
@@ -400,13 +407,19 @@ mod tests {
         let o = Options::parse([("registry", "/var/lib/devcert/r.db")]).unwrap();
         assert_eq!(o.poll, Duration::from_millis(1000));
         assert_eq!(o.busy, Duration::from_millis(200));
-        let o = Options::parse([("registry", "r.db"), ("poll_ms", "250"), ("busy_ms", "0")]).unwrap();
+        let o =
+            Options::parse([("registry", "r.db"), ("poll_ms", "250"), ("busy_ms", "0")]).unwrap();
         assert_eq!((o.poll.as_millis(), o.busy.as_millis()), (250, 0));
         let e = Options::parse([]).unwrap_err();
         assert!(e.contains("plugin_opt_registry is missing"), "{e}");
         let e = Options::parse([("registry", " ")]).unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        for (k, v) in [("poll_ms", "abc"), ("poll_ms", "0"), ("busy_ms", "-1"), ("busy_ms", "99999")] {
+        for (k, v) in [
+            ("poll_ms", "abc"),
+            ("poll_ms", "0"),
+            ("busy_ms", "-1"),
+            ("busy_ms", "99999"),
+        ] {
             let e = Options::parse([("registry", "r.db"), (k, v)]).unwrap_err();
             assert!(e.contains(k) && e.contains(v), "{e}");
         }
@@ -423,9 +436,16 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Defer);
         let v = s.connect(1, "c", Some(b"garbage"), SystemTime::now());
         assert_eq!(v.outcome, Outcome::Refuse);
-        assert!(v.reason.contains("cannot read client certificate"), "{}", v.reason);
+        assert!(
+            v.reason.contains("cannot read client certificate"),
+            "{}",
+            v.reason
+        );
         assert!(s.check_registry().is_err());
-        assert!(!std::path::Path::new(&path).exists(), "a missing registry is not created");
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "a missing registry is not created"
+        );
         assert_eq!(s.may_act(1), None);
     }
 }

@@ -113,7 +113,10 @@ fn guard(what: &str, on_panic: c_int, f: impl FnOnce() -> c_int) -> c_int {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            log(LOG_ERR, &format!("internal error in {what} ({msg}): refusing devices from now on"));
+            log(
+                LOG_ERR,
+                &format!("internal error in {what} ({msg}): refusing devices from now on"),
+            );
             on_panic
         }
     }
@@ -177,19 +180,33 @@ extern "C" fn on_basic_auth(_event: c_int, data: *mut c_void, userdata: *mut c_v
         };
         let client_id = text(unsafe { mosquitto_client_id(ev.client) });
         if p.poisoned {
-            log(LOG_WARNING, &format!("refused client_id={client_id:?}: plugin disabled by an earlier internal error"));
+            log(
+                LOG_WARNING,
+                &format!(
+                    "refused client_id={client_id:?}: plugin disabled by an earlier internal error"
+                ),
+            );
             return ERR_AUTH;
         }
         let cert = client_certificate(ev.client);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            p.session
-                .connect(ev.client as usize, &client_id, cert.as_deref(), SystemTime::now())
+            p.session.connect(
+                ev.client as usize,
+                &client_id,
+                cert.as_deref(),
+                SystemTime::now(),
+            )
         }));
         let mut v = match r {
             Ok(v) => v,
             Err(_) => {
                 p.poisoned = true;
-                log(LOG_ERR, &format!("refused client_id={client_id:?}: internal error; refusing devices from now on"));
+                log(
+                    LOG_ERR,
+                    &format!(
+                        "refused client_id={client_id:?}: internal error; refusing devices from now on"
+                    ),
+                );
                 return ERR_AUTH;
             }
         };
@@ -335,7 +352,10 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         );
         // Not fatal: devices are refused until the registry can be read.
         if let Err(e) = session.check_registry() {
-            log(LOG_WARNING, &format!("registry not usable yet, refusing devices until it is: {e}"));
+            log(
+                LOG_WARNING,
+                &format!("registry not usable yet, refusing devices until it is: {e}"),
+            );
         }
         let plugin = Box::into_raw(Box::new(Plugin {
             id,
@@ -347,7 +367,10 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 mosquitto_callback_register(id, event, cb, std::ptr::null(), plugin.cast())
             };
             if rc != ERR_SUCCESS {
-                log(LOG_ERR, &format!("not loaded: cannot register for event {event} (error {rc})"));
+                log(
+                    LOG_ERR,
+                    &format!("not loaded: cannot register for event {event} (error {rc})"),
+                );
                 unregister(id);
                 drop(unsafe { Box::from_raw(plugin) });
                 return rc;
