@@ -248,7 +248,7 @@ fn akid_matches(issuer: &CertFacts, aki: Option<&AuthorityKeyIdentifier>) -> boo
 /// A name compared as OpenSSL compares names: per RDN, attribute types
 /// with string values case-folded and whitespace-collapsed, whatever the
 /// string type; other values by their DER.
-fn canonical_name(name: &Name) -> Vec<Vec<(ObjectIdentifier, String)>> {
+pub(crate) fn canonical_name(name: &Name) -> Vec<Vec<(ObjectIdentifier, String)>> {
     name.iter_rdn()
         .map(|rdn| {
             let mut atvs: Vec<(ObjectIdentifier, String)> = rdn

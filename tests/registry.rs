@@ -124,8 +124,11 @@ assert aki.key_identifier == ski.digest, "AKI is not the CA's SKI"
 assert crl.next_update_utc > crl.last_update_utc
 print(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
 for r in crl:
-    reason = r.extensions.get_extension_for_class(x509.CRLReason).value.reason
-    print(format(r.serial_number, "X") + ":" + reason.name)
+    try:
+        reason = r.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+    except x509.ExtensionNotFound:
+        reason = "none"
+    print(format(r.serial_number, "X") + ":" + reason)
 "#;
     let out = Cmd::new(t.root(), "python3")
         .args(["-c", script, crl, ca])
@@ -245,12 +248,15 @@ fn device_flow_crl_and_openssl_crl_check() {
             "not_after",
             "not_before",
             "registered_at",
+            "revocation_reason",
+            "revoked_at",
             "serial",
             "status",
             "subject",
         ];
         want.sort();
         assert_eq!(keys, want, "device list --json fields");
+        assert_eq!(d["revoked_at"], serde_json::Value::Null);
         assert_eq!(d["status"], "active");
         assert_eq!(d["ca_serial"], ca_serial.as_str());
         // Set by the broker plugin only: null for a device never connected.
@@ -363,23 +369,25 @@ fn device_flow_crl_and_openssl_crl_check() {
     ])
     .code(3);
 
-    // An existing CRL is replaced only with --force; the old one stays intact.
-    let before = t.read("ca.crl");
+    // A file that is not this CA's CRL is replaced only with --force; it
+    // stays intact.
+    t.write("notes.crl", "my notes\n");
     reg(
         &t,
         &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "notes.crl",
         ],
     )
-    .fails_naming(&["ca.crl"]);
-    assert_eq!(t.read("ca.crl"), before);
+    .fails_naming(&["notes.crl", "exists"]);
+    assert_eq!(t.read_str("notes.crl"), "my notes\n");
 
-    // Activation drops the entry; the CRL number increases.
+    // Activation drops the entry; the CRL number increases. The CRL file
+    // this CA's last run wrote is replaced without --force.
     reg(&t, &["device", "activate", &s[0]]).ok();
     reg(
         &t,
         &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force",
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
         ],
     )
     .ok();
@@ -452,7 +460,9 @@ fn unknown_serials_and_empty_queries() {
         reg(&t, &["device", cmd, "ab:cd:ef"]).fails_naming(&["ABCDEF", "not registered"]);
     }
     reg(&t, &["device", "show", "xyz"]).usage_error();
-    reg(&t, &["device", "list", "--status", "revoked"]).usage_error();
+    reg(&t, &["device", "list", "--status", "retired"]).usage_error();
+    let empty = json(reg(&t, &["device", "list", "--status", "revoked", "--json"]));
+    assert_eq!(empty, serde_json::json!([]));
     reg(
         &t,
         &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "--days", "0"],
@@ -670,8 +680,11 @@ fn auth_decides_as_the_broker() {
     let out = reg(&t, &["auth", "imp/client.crt", "--json"]).code(3);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
+    let ca_serial = openssl_serial(&t, "CA.crt");
     assert!(
-        v["reason"].as_str().unwrap().contains("registered CA"),
+        v["reason"].as_str().unwrap().contains(&format!(
+            "same name as registered CA {ca_serial}, different key"
+        )),
         "{v}"
     );
     // OpenSSL agrees about the impostor.
@@ -929,4 +942,192 @@ fn auth_with_intermediate_cas() {
         &["-CAfile", "root.crt", "-untrusted", "sub.crt"],
         "leaf/client.crt",
     );
+}
+
+/// `openssl crl -text` of a PEM file holding one CRL: `SERIAL: reason`
+/// lines (reason as OpenSSL prints it, `-` when the entry has none).
+fn openssl_reasons(t: &TestDir, crl: &str) -> Vec<String> {
+    let text = t.openssl_ok(&["crl", "-in", crl, "-noout", "-text"]);
+    let mut out = Vec::new();
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(l) = lines.next() {
+        if let Some(sn) = l.strip_prefix("Serial Number: ") {
+            let mut reason = "-".to_string();
+            while let Some(next) = lines.peek() {
+                if next.starts_with("Serial Number: ") || next.starts_with("Signature Algorithm") {
+                    break;
+                }
+                let next = lines.next().unwrap();
+                if next == "X509v3 CRL Reason Code:" {
+                    reason = lines.next().unwrap_or_default().to_string();
+                }
+            }
+            out.push(format!("{sn}: {reason}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn devices_named_by_cn_or_file_revoked_for_good() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/O=Fleet/CN=Fleet CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    let s1 = issue_dev(&t, "CA", "sensor-0001", true);
+    let s2 = issue_dev(&t, "CA", "sensor-0002", true);
+    let s3 = issue_dev(&t, "CA", "sensor-0003", true);
+    // Two devices with one common name (issued into different folders).
+    let mut dups = Vec::new();
+    for dir in ["dup-a", "dup-b"] {
+        t.devcert(&[
+            "issue", "--cn", "twin", "--ca", "CA.crt", "--ca-key", "CA.key", "--registry",
+            "reg.db", "--out-dir", dir,
+        ])
+        .ok();
+        dups.push(openssl_serial(&t, &format!("{dir}/client.crt")));
+    }
+
+    // list --cn is exact; --subject-contains ignores ASCII case.
+    let one = json(reg(&t, &["device", "list", "--cn", "sensor-0001", "--json"]));
+    assert_eq!(serials(&one), vec![s1.clone()]);
+    assert!(json(reg(&t, &["device", "list", "--cn", "sensor-000", "--json"]))
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let sensors = json(reg(&t, &["device", "list", "--subject-contains", "SENSOR-000", "--json"]));
+    let mut want = vec![s1.clone(), s2.clone(), s3.clone()];
+    want.sort();
+    assert_eq!(serials(&sensors), want);
+    let mut twins = dups.clone();
+    twins.sort();
+    assert_eq!(serials(&json(reg(&t, &["device", "list", "--cn", "twin", "--json"]))), twins);
+
+    // show by --cn, by certificate file; an ambiguous CN lists the matches.
+    let d = json(reg(&t, &["device", "show", "--cn", "sensor-0002", "--json"]));
+    assert_eq!(d["serial"], s2.as_str());
+    let d = json(reg(&t, &["device", "show", "sensor-0003/client.crt", "--json"]));
+    assert_eq!(d["serial"], s3.as_str());
+    reg(&t, &["device", "show", "--cn", "twin"]).fails_naming(&[&dups[0], &dups[1], "twin"]);
+    reg(&t, &["device", "deactivate", "--cn", "nobody"]).fails_naming(&["nobody"]);
+    reg(&t, &["device", "show", "missing/client.crt"]).fails_naming(&["missing/client.crt"]);
+    reg(&t, &["device", "show", "--cn", "twin", "ABCD"]).usage_error();
+    // A certificate file with a registered serial but another certificate.
+    t.devcert(&["csr", "--new-key", "ec", "--subject", "/CN=sensor-0001", "--key-out", "clone.key", "-o", "clone.csr"])
+        .ok();
+    t.devcert(&[
+        "sign", "--csr", "clone.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &s1, "-o",
+        "clone.crt",
+    ])
+    .ok();
+    reg(&t, &["device", "show", "clone.crt"]).fails_naming(&[&s1, "another certificate"]);
+
+    // Deactivate by CN, revoke by file (default reason keyCompromise), and
+    // one revoked with another reason.
+    reg(&t, &["device", "deactivate", "--cn", "sensor-0001"]).ok();
+    reg(&t, &["device", "revoke", "sensor-0002/client.crt"]).ok();
+    reg(&t, &["device", "revoke", &s3, "--reason", "cessationOfOperation"]).ok();
+    reg(&t, &["device", "revoke", &s3, "--reason", "bogus"]).usage_error();
+    let d = json(reg(&t, &["device", "show", &s2, "--json"]));
+    assert_eq!(d["status"], "revoked");
+    assert_eq!(d["revocation_reason"], "keyCompromise");
+    assert!(unix(d["revoked_at"].as_str().unwrap()) > 0);
+    let mut revoked = vec![s2.clone(), s3.clone()];
+    revoked.sort();
+    assert_eq!(serials(&json(reg(&t, &["device", "list", "--status", "revoked", "--json"]))), revoked);
+    // Revoking again keeps the first reason.
+    reg(&t, &["device", "revoke", &s3]).ok().stderr_has("already revoked");
+    assert_eq!(
+        json(reg(&t, &["device", "show", &s3, "--json"]))["revocation_reason"],
+        "cessationOfOperation"
+    );
+
+    // No way back from revoked; an inactive device is deleted only with
+    // --force (the hint names revoke).
+    reg(&t, &["device", "activate", &s2]).fails_naming(&[&s2, "revoked"]);
+    reg(&t, &["device", "deactivate", &s2]).fails_naming(&[&s2, "revoked"]);
+    reg(&t, &["device", "delete", &s1])
+        .fails_naming(&[&s1, "inactive"])
+        .stderr_has("device revoke");
+    assert_eq!(json(reg(&t, &["device", "show", &s1, "--json"]))["status"], "inactive");
+    // A revoked device is deleted, but its revocation stays.
+    reg(&t, &["device", "delete", &s2]).ok().stderr_has("revocation is kept");
+    reg(&t, &["device", "show", &s2]).fails_naming(&[&s2, "revoked"]);
+
+    // auth refuses both revoked devices, the deleted one too, and does not
+    // register it again; --dry-run says the same.
+    for (file, serial) in [("sensor-0002/client.crt", &s2), ("sensor-0003/client.crt", &s3)] {
+        for dry in [false, true] {
+            let mut args = vec!["auth", file];
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = reg(&t, &args).code(3);
+            assert!(
+                out.stdout_str().starts_with("REFUSED") && out.stdout_str().contains("revoked"),
+                "{}",
+                out.describe()
+            );
+        }
+        let _ = serial;
+    }
+    reg(&t, &["device", "show", &s2]).fails_naming(&["revoked"]);
+
+    // The CRL: certificateHold for the held device, the revocation reasons
+    // for the revoked ones (also the deleted one), per OpenSSL and Python.
+    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    let mut want = vec![
+        format!("{s1}: Certificate Hold"),
+        format!("{s2}: Key Compromise"),
+        format!("{s3}: Cessation Of Operation"),
+    ];
+    want.sort();
+    assert_eq!(openssl_reasons(&t, "ca.crl"), want);
+    let (_, entries) = python_crl(&t, "ca.crl", "CA.crt");
+    let mut want = vec![
+        format!("{s1}:certificate_hold"),
+        format!("{s2}:key_compromise"),
+        format!("{s3}:cessation_of_operation"),
+    ];
+    want.sort();
+    assert_eq!(entries, want);
+    for (dev, ok) in [
+        ("sensor-0001", false),
+        ("sensor-0002", false),
+        ("sensor-0003", false),
+        ("dup-a", true),
+    ] {
+        assert_eq!(
+            openssl_crl_check(&t, "CA.crt", "ca.crl", &format!("{dev}/client.crt")),
+            ok,
+            "{dev}"
+        );
+    }
+    // --force deletes an inactive device; it leaves the CRL.
+    reg(&t, &["device", "delete", "--cn", "sensor-0001", "--force"]).ok();
+    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    let mut want = vec![format!("{s2}: Key Compromise"), format!("{s3}: Cessation Of Operation")];
+    want.sort();
+    assert_eq!(openssl_reasons(&t, "ca.crl"), want);
+}
+
+#[test]
+fn auth_dry_run_writes_nothing() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Dry CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    let s = issue_dev(&t, "CA", "dev", false);
+    let before = t.read("reg.db");
+    let out = reg(&t, &["auth", "--dry-run", "dev/client.crt"]).code(0);
+    assert!(out.stdout_str().contains("would be registered"), "{}", out.describe());
+    let v = json(reg(&t, &["auth", "--dry-run", "--json", "dev/client.crt"]).code(0));
+    assert_eq!((v["ok"].clone(), v["registered"].clone(), v["dry_run"].clone()), (true.into(), true.into(), true.into()));
+    assert_eq!(t.read("reg.db"), before, "--dry-run changed the database");
+    assert!(json(reg(&t, &["device", "list", "--json"])).as_array().unwrap().is_empty());
+    // The real decision registers it; a dry run of a known device says so.
+    reg(&t, &["auth", "dev/client.crt"]).code(0);
+    let v = json(reg(&t, &["auth", "--dry-run", "--json", "dev/client.crt"]).code(0));
+    assert_eq!((v["serial"].as_str(), v["registered"].as_bool()), (Some(s.as_str()), Some(false)));
+    reg(&t, &["device", "deactivate", &s]).ok();
+    reg(&t, &["auth", "--dry-run", "dev/client.crt"]).code(3);
 }

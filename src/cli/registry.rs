@@ -6,9 +6,11 @@ use clap::{Args, Subcommand};
 use devcert::digest::Digest;
 use devcert::error::{Error, Result};
 use devcert::input::{load_certificate, load_certificates};
-use devcert::registry::auth::{Decision, authorize};
-use devcert::registry::crl::{build_crl, write_crl};
-use devcert::registry::{Added, DeviceQuery, DeviceRecord, Registry, Status, normalize_serial};
+use devcert::registry::auth::{Decision, authorize, authorize_dry_run};
+use devcert::registry::crl::{Crl, build_crl, is_own_crl_file, same_issuer_twice, write_crls};
+use devcert::registry::{
+    Added, DeviceQuery, DeviceRecord, DeviceRef, Registry, RevokeReason, Status, normalize_serial,
+};
 
 use super::{PassArgs, load_ca, print_json, read_input, warn_all};
 
@@ -25,7 +27,7 @@ macro_rules! note {
 /// Device-certificate registry: CAs, devices, broker decisions and CRLs
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
+    after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate --cn sensor-0042\n  devcert registry device revoke fleet/sensor-0042/client.crt\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl   # then reload the broker"
 )]
 pub struct RegistryArgs {
     /// Registry database (SQLite; created by the first command that writes to it)
@@ -49,18 +51,18 @@ enum RegistryCommand {
         after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert registry ca list --json"
     )]
     Ca(CaCommand),
-    /// Register, find, activate, deactivate and delete device certificates
+    /// Register, find, activate, deactivate, revoke and delete device certificates
     #[command(
         subcommand,
-        after_help = "Examples:\n  devcert registry device list --status inactive\n  devcert registry device deactivate 4B1C..."
+        after_help = "Examples:\n  devcert registry device list --status inactive\n  devcert registry device deactivate 4B1C...\n  devcert registry device revoke --cn sensor-0042"
     )]
     Device(DeviceCommand),
     /// Decide as the broker does on connect (exit 0 accepted, 3 refused)
     #[command(after_help = "Examples:\n  devcert registry auth client-test/client_chain.crt")]
     Auth(AuthArgs),
-    /// Write the CRL of a CA's inactive devices (reason certificateHold)
+    /// Write the CRL of each CA's inactive (certificateHold) and revoked devices into one file
     #[command(
-        after_help = "Examples:\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force   # then SIGHUP the broker"
+        after_help = "Examples:\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl   # then reload the broker\n  devcert registry crl --ca A.crt --ca-key A.key --ca B.crt --ca-key B.key -o fleet.crl"
     )]
     Crl(CrlArgs),
 }
@@ -73,12 +75,29 @@ enum CaCommand {
         #[arg(value_name = "CA.crt")]
         file: String,
     },
-    /// List registered CAs with their device counts
+    /// List registered CAs with their issuer's device counts
     #[command(after_help = "Examples:\n  devcert registry ca list --json")]
     List {
         #[arg(long)]
         json: bool,
     },
+    /// Write the registered CA certificates as one PEM bundle (a broker's cafile)
+    #[command(after_help = "Examples:\n  devcert registry ca export -o cafile.pem")]
+    Export {
+        #[command(flatten)]
+        out: super::OutArgs,
+    },
+}
+
+/// A device, named by serial, certificate file or common name.
+#[derive(Args)]
+struct DeviceName {
+    /// The device's serial (hex) or the path of its certificate file
+    #[arg(value_name = "SN|CERT", required_unless_present = "cn", conflicts_with = "cn")]
+    device: Option<String>,
+    /// The device whose subject has this common name (exactly one must match)
+    #[arg(long, value_name = "CN")]
+    cn: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -95,34 +114,48 @@ enum DeviceCommand {
     )]
     List(ListArgs),
     /// Show one device
-    #[command(after_help = "Examples:\n  devcert registry device show 4B1C... --json")]
+    #[command(after_help = "Examples:\n  devcert registry device show 4B1C... --json\n  devcert registry device show --cn sensor-0042")]
     Show {
-        #[arg(value_parser = normalize_serial)]
-        serial: String,
+        #[command(flatten)]
+        name: DeviceName,
         #[arg(long)]
         json: bool,
     },
-    /// Let a device connect again (drops it from the next CRL)
+    /// Let a held device connect again (drops it from the next CRL); a revoked one stays revoked
     #[command(
-        after_help = "Examples:\n  devcert registry device activate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+        after_help = "Examples:\n  devcert registry device activate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl"
     )]
     Activate {
-        #[arg(value_parser = normalize_serial)]
-        serial: String,
+        #[command(flatten)]
+        name: DeviceName,
     },
-    /// Keep a device off the broker (certificateHold in the next CRL)
+    /// Keep a device off the broker until activated (certificateHold in the next CRL)
     #[command(
-        after_help = "Examples:\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl --force"
+        after_help = "Examples:\n  devcert registry device deactivate 4B1C...\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl"
     )]
     Deactivate {
-        #[arg(value_parser = normalize_serial)]
-        serial: String,
+        #[command(flatten)]
+        name: DeviceName,
     },
-    /// Forget a device (`auth` registers it again on its next connection)
-    #[command(after_help = "Examples:\n  devcert registry device delete 4B1C...")]
+    /// Revoke a device for good (lost, stolen, retired): in every later CRL, refused by auth forever
+    #[command(
+        after_help = "Examples:\n  devcert registry device revoke --cn sensor-0042\n  devcert registry device revoke fleet/sensor-0042/client.crt --reason cessationOfOperation\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl"
+    )]
+    Revoke {
+        #[command(flatten)]
+        name: DeviceName,
+        /// The CRL's reasonCode: keyCompromise, cessationOfOperation, superseded, affiliationChanged or unspecified
+        #[arg(long, default_value = "keyCompromise", value_parser = |s: &str| s.parse::<RevokeReason>())]
+        reason: RevokeReason,
+    },
+    /// Forget a device (`auth` registers it again on its next connection, unless revoked)
+    #[command(after_help = "Examples:\n  devcert registry device delete 4B1C...\n  devcert registry device delete --cn old-sensor --force   # an inactive one")]
     Delete {
-        #[arg(value_parser = normalize_serial)]
-        serial: String,
+        #[command(flatten)]
+        name: DeviceName,
+        /// Delete an inactive device too (it leaves the CRL; `revoke` keeps it off for good)
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -134,9 +167,15 @@ struct ListArgs {
     /// Only devices of the CA with this serial
     #[arg(long, value_parser = normalize_serial)]
     ca_serial: Option<String>,
-    /// Only active or inactive devices
+    /// Only active, inactive or revoked devices
     #[arg(long, value_parser = |s: &str| s.parse::<Status>())]
     status: Option<Status>,
+    /// Only devices whose (most specific) common name is exactly CN
+    #[arg(long, value_name = "CN")]
+    cn: Option<String>,
+    /// Only devices whose subject contains TEXT (ASCII case ignored)
+    #[arg(long, value_name = "TEXT")]
+    subject_contains: Option<String>,
     /// At most N devices
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -149,19 +188,22 @@ struct AuthArgs {
     /// The device certificate or chain (leaf first) the device presents
     #[arg(value_name = "CHAIN_OR_CERT")]
     file: String,
-    /// Print {"ok", "serial", "registered", "reason"} instead of ACCEPTED/REFUSED
+    /// Print {"ok", "serial", "registered", "reason", "dry_run"} instead of ACCEPTED/REFUSED
     #[arg(long)]
     json: bool,
+    /// Decide without writing anything (an unknown device is not registered)
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
 struct CrlArgs {
-    /// The CA certificate (must be registered)
-    #[arg(long, value_name = "FILE")]
-    ca: String,
-    /// The CA's private key
-    #[arg(long, value_name = "FILE")]
-    ca_key: String,
+    /// A CA certificate (must be registered); repeat with --ca-key for one file holding each CA's CRL
+    #[arg(long, value_name = "FILE", required = true)]
+    ca: Vec<String>,
+    /// The private key of the --ca at the same position
+    #[arg(long, value_name = "FILE", required = true)]
+    ca_key: Vec<String>,
     /// Days until nextUpdate: refresh the CRL before then, or brokers refuse every device
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
@@ -179,11 +221,20 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
     match a.command {
         RegistryCommand::Ca(CaCommand::Add { file }) => {
             let ca = load_certificate(&read_input(&file)?, "cannot read CA certificate")?;
-            let added = Registry::open(db)?.add_ca(&ca)?;
-            let serial = devcert::sign::serial_hex(ca.cert.tbs_certificate().serial_number());
+            let mut reg = Registry::open(db)?;
+            let added = reg.add_ca(&ca)?;
+            let tbs = ca.cert.tbs_certificate();
+            let serial = devcert::sign::serial_hex(tbs.serial_number());
             match added {
                 Added::New => note!("registered CA {serial}"),
                 Added::AlreadyRegistered => note!("CA {serial} was already registered"),
+            }
+            if let Some(other) = reg.same_issuer_as(&ca)? {
+                note!("same issuer (name and key) as registered CA {other}: they share devices and CRLs");
+            } else if let Some(other) =
+                reg.same_name_other_key(tbs.subject(), Some(tbs.subject_public_key_info()))?
+            {
+                note!("same name as registered CA {other}, different key: a separate issuer, with its own devices and CRL");
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
@@ -205,10 +256,27 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
                 devcert::output::write_stdout(out.as_bytes())?;
             }
         }
+        RegistryCommand::Ca(CaCommand::Export { out }) => {
+            let bundle = Registry::open_existing(db)?.ca_bundle()?;
+            if bundle.is_empty() {
+                return Err(Error::refused("nothing to export", "no CA is registered").file(db));
+            }
+            devcert::output::write_file(
+                &out.out,
+                bundle.as_bytes(),
+                devcert::output::Mode::Public,
+                out.force,
+            )?;
+        }
         RegistryCommand::Device(cmd) => device(db, cmd)?,
         RegistryCommand::Auth(args) => {
             let chain = load_certificates(&read_input(&args.file)?, "cannot read certificate")?;
-            let decision = authorize(&mut Registry::open_existing(db)?, &chain, SystemTime::now())?;
+            let mut reg = Registry::open_existing(db)?;
+            let decision = if args.dry_run {
+                authorize_dry_run(&mut reg, &chain, SystemTime::now())?
+            } else {
+                authorize(&mut reg, &chain, SystemTime::now())?
+            };
             if args.json {
                 let (serial, registered, reason) = match &decision {
                     Decision::Accepted { serial, registered } => (Some(serial), *registered, None),
@@ -216,9 +284,16 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
                 };
                 print_json(&serde_json::json!({
                     "ok": reason.is_none(), "serial": serial, "registered": registered, "reason": reason,
+                    "dry_run": args.dry_run,
                 }))?;
             } else {
-                devcert::output::write_stdout(format!("{decision}\n").as_bytes())?;
+                let line = match &decision {
+                    Decision::Accepted { serial, registered: true } if args.dry_run => format!(
+                        "ACCEPTED: device {serial} would be registered as active (dry run: nothing written)"
+                    ),
+                    d => d.to_string(),
+                };
+                devcert::output::write_stdout(format!("{line}\n").as_bytes())?;
             }
             if let Decision::Refused(_) = decision {
                 return Ok(ExitCode::from(3));
@@ -264,16 +339,18 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
                 serial: l.serial,
                 ca_serial: l.ca_serial,
                 status: l.status,
+                cn: l.cn,
+                subject_contains: l.subject_contains,
                 limit: l.limit,
             };
             list(&reg, &q, l.json)?;
         }
-        DeviceCommand::Show { serial, json } => {
-            let d = reg.device(&serial)?;
+        DeviceCommand::Show { name, json } => {
+            let d = reg.device(&reg.resolve_device(&name.to_ref()?)?)?;
             if json {
                 print_json(&d)?;
             } else {
-                let text = format!(
+                let mut text = format!(
                     "serial:        {}\nsubject:       {}\nstatus:        {}\nCA serial:     {}\nnot before:    {}\nnot after:     {}\nregistered at: {}\nfirst connect: {}\nlast connect:  {}\n",
                     d.serial,
                     d.subject,
@@ -285,27 +362,79 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
                     d.first_connected_at.as_deref().unwrap_or("never"),
                     d.last_connected_at.as_deref().unwrap_or("never"),
                 );
+                if let (Some(at), Some(reason)) = (&d.revoked_at, &d.revocation_reason) {
+                    text.push_str(&format!("revoked at:    {at} ({reason})\n"));
+                }
                 devcert::output::write_stdout(text.as_bytes())?;
             }
         }
-        DeviceCommand::Activate { serial } => {
+        DeviceCommand::Activate { name } => {
+            let serial = reg.resolve_device(&name.to_ref()?)?;
             reg.set_status(&serial, Status::Active)?;
             note!(
                 "device {serial} activated (the broker plugin admits it at its next connect; CRL mode: write a new CRL and reload the broker)"
             );
         }
-        DeviceCommand::Deactivate { serial } => {
+        DeviceCommand::Deactivate { name } => {
+            let serial = reg.resolve_device(&name.to_ref()?)?;
             reg.set_status(&serial, Status::Inactive)?;
             note!(
                 "device {serial} deactivated (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)"
             );
         }
-        DeviceCommand::Delete { serial } => {
-            reg.delete_device(&serial)?;
-            note!("device {serial} deleted");
+        DeviceCommand::Revoke { name, reason } => {
+            let device = name.to_ref()?;
+            // A stolen device that never connected is named by its
+            // certificate: register it, so it can be revoked.
+            if let DeviceRef::Cert(cert) = &device
+                && reg.add_device(cert)? == Added::New
+            {
+                note!("registered device {}", devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number()));
+            }
+            let serial = reg.resolve_device(&device)?;
+            if reg.revoke_device(&serial, reason)? {
+                note!(
+                    "device {serial} revoked ({}), for good (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)",
+                    reason.as_str()
+                );
+            } else {
+                note!("device {serial} was already revoked (its first revocation is kept)");
+            }
+        }
+        DeviceCommand::Delete { name, force } => {
+            let serial = reg.resolve_device(&name.to_ref()?)?;
+            match reg.delete_device(&serial, force)? {
+                Status::Revoked => note!(
+                    "device {serial} deleted; its revocation is kept (the CRL keeps listing it, auth refuses it)"
+                ),
+                _ => note!("device {serial} deleted"),
+            }
         }
     }
     Ok(())
+}
+
+impl DeviceName {
+    /// A serial, or else an existing file (its certificate), or else the
+    /// common name given with `--cn`.
+    fn to_ref(&self) -> Result<DeviceRef> {
+        if let Some(cn) = &self.cn {
+            return Ok(DeviceRef::Cn(cn.clone()));
+        }
+        let arg = self.device.as_deref().unwrap_or_default();
+        let is_file = std::fs::metadata(arg).is_ok();
+        match (normalize_serial(arg), is_file) {
+            (Ok(serial), false) => Ok(DeviceRef::Serial(serial)),
+            (Err(why), false) if !arg.contains(['/', '.']) => super::usage(format!(
+                "{why}: name a device by its serial, its certificate file or --cn CN"
+            )),
+            // A file, or a path: read as a certificate (errors name the file).
+            _ => {
+                let cert = load_certificate(&read_input(arg)?, "cannot read device certificate")?;
+                Ok(DeviceRef::Cert(Box::new(cert)))
+            }
+        }
+    }
 }
 
 /// Streams the matching devices: a JSON array, or one line per device.
@@ -348,21 +477,50 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
 }
 
 fn crl(db: &str, a: CrlArgs) -> Result<()> {
+    if a.ca.len() != a.ca_key.len() {
+        super::usage(format!(
+            "{} --ca but {} --ca-key: give each CA certificate with its key",
+            a.ca.len(),
+            a.ca_key.len()
+        ));
+    }
+    if a.der && a.ca.len() > 1 {
+        super::usage("--der writes one CRL: give one --ca, or write PEM".into());
+    }
+    let cas = a
+        .ca
+        .iter()
+        .zip(&a.ca_key)
+        .map(|(ca, key)| load_ca(ca, key, &a.pass, Digest::Sha256))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(why) = same_issuer_twice(&cas) {
+        super::usage(why);
+    }
+    // The file this command wrote for these CAs is replaced without --force.
+    let force = a.out.force || (a.out.out != "-" && is_own_crl_file(&a.out.out, &cas));
     // Refuse an existing output before a CRL number is used up.
-    devcert::output::refuse_existing(&a.out.out, a.out.force)?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, Digest::Sha256)?;
+    devcert::output::refuse_existing(&a.out.out, force)?;
     let mut reg = Registry::open_existing(db)?;
-    let crl = build_crl(&mut reg, &ca, a.days)?;
-    warn_all(&crl.warnings);
-    write_crl(&crl, &ca, &a.out.out, a.der, a.out.force)?;
+    let crls = cas
+        .iter()
+        .map(|ca| build_crl(&mut reg, ca, a.days).map(|crl| (crl, ca)))
+        .collect::<Result<Vec<(Crl, _)>>>()?;
+    for (crl, _) in &crls {
+        warn_all(&crl.warnings);
+    }
+    write_crls(&crls, &a.out.out, a.der, force)?;
     if a.out.out != "-" {
-        note!(
-            "crl: CRL number {} with {} held device(s), valid {} days, written to {}",
-            crl.number,
-            crl.held.len(),
-            a.days,
-            a.out.out
-        );
+        for (crl, ca) in &crls {
+            note!(
+                "crl: {}: CRL number {} with {} held and {} revoked device(s), valid {} days, written to {}",
+                ca.cert.label,
+                crl.number,
+                crl.held(),
+                crl.revoked(),
+                a.days,
+                a.out.out
+            );
+        }
     }
     Ok(())
 }

@@ -124,3 +124,71 @@ fn push_hex_der(out: &mut String, value: &Any) {
         }
     }
 }
+
+/// The most specific common name of a name shown by [`to_rfc4514`] (the
+/// first `CN=` there, the last in DER order, as [`super::common_name_of`]
+/// picks it); `None` when there is none or it is shown as `#<hex>`. For
+/// records that kept only the text (registries made before devcert stored
+/// the common name).
+pub fn common_name_of_rfc4514(text: &str) -> Option<String> {
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        // One attribute: `TYPE=value` up to an unescaped `,` or `+`.
+        let mut ty = String::new();
+        let mut value = Vec::new();
+        let mut in_value = false;
+        let mut hex_form = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if in_value => match chars.next() {
+                    Some(h) if h.is_ascii_hexdigit() && chars.peek().is_some_and(char::is_ascii_hexdigit) => {
+                        let l = chars.next()?;
+                        value.push(u8::from_str_radix(&format!("{h}{l}"), 16).ok()?);
+                    }
+                    Some(e) => value.extend_from_slice(e.encode_utf8(&mut [0; 4]).as_bytes()),
+                    None => return None,
+                },
+                ',' | '+' if in_value => break,
+                '=' if !in_value => {
+                    in_value = true;
+                    hex_form = chars.peek() == Some(&'#');
+                }
+                c if in_value => value.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => ty.push(c),
+            }
+        }
+        if ty == "CN" {
+            return match hex_form || value.is_empty() {
+                true => None,
+                false => String::from_utf8(value).ok(),
+            };
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod cn_tests {
+    use super::*;
+
+    #[test]
+    fn common_name_comes_back_from_its_rfc4514_text() {
+        for subject in [
+            "/CN=sensor-1",
+            "/C=DE/O=Acme, Inc./CN=a\\+b,c\\\\d",
+            "/O=y/CN=x+serialNumber=5",
+            "/CN=outer/O=x/CN=#inner ",
+            "/CN= spaced /serialNumber=7",
+            "/CN=Zürich <x>;\"q\"",
+            "/O=no cn here",
+        ] {
+            let name = crate::name::parse_subject(subject, StringMask::Utf8Only).unwrap();
+            assert_eq!(
+                common_name_of_rfc4514(&to_rfc4514(&name)),
+                crate::name::common_name_of(&name),
+                "{subject} shown as {}",
+                to_rfc4514(&name)
+            );
+        }
+    }
+}

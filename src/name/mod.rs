@@ -27,7 +27,7 @@ mod attributes;
 mod display;
 pub use attributes::{StringMask, attribute_short_name};
 use attributes::{encode_value, lookup};
-pub use display::to_rfc4514;
+pub use display::{common_name_of_rfc4514, to_rfc4514};
 
 /// One attribute on its way into a name.
 struct Field {

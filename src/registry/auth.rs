@@ -2,7 +2,9 @@
 //! chain must verify (as `devcert verify` judges, i.e. as an OpenSSL-based
 //! broker does) up to a registered CA that issued the device certificate;
 //! then the device's record decides: unknown → registered Active and
-//! accepted, Active → accepted, Inactive → refused.
+//! accepted, Active → accepted, Inactive → refused, revoked → refused for
+//! ever (also once deleted: the revocation record stays), a serial that is
+//! a registered CA's or not positive → refused.
 //!
 //! The CLI decides once with [`authorize`]; the broker plugin keeps a
 //! [`Trust`] (the registered CAs, parsed once) and calls [`decide`]: the
@@ -15,7 +17,9 @@ use std::time::SystemTime;
 use rusqlite::{OptionalExtension, params};
 use sha2::Digest as _;
 
-use super::{CertRow, Registry, Status, now};
+use super::cas::same_name_other_key;
+use super::devices::{Standing, insert_device, standing, taken_why};
+use super::{CertRow, Registry, Status, non_positive, now};
 use crate::error::Result;
 use crate::input::LoadedCert;
 use crate::verify::{Policy, Verdict, verify};
@@ -138,6 +142,12 @@ impl Trust {
         let path = match verify(leaf, untrusted, &self.cas, &[], &policy) {
             Verdict::Ok(path) => path,
             Verdict::NoPath(why) => {
+                // Its issuer's name is registered, but no registered key signed it.
+                let issuer = leaf.cert.tbs_certificate().issuer();
+                let why = match same_name_other_key(&self.cas, issuer, None) {
+                    Some(serial) => format!("same name as registered CA {serial}, different key"),
+                    None => why,
+                };
                 return Issuer::Refused(format!("not issued by a registered CA: {why}"));
             }
             Verdict::Rejected(why) => return Issuer::Refused(why),
@@ -178,7 +188,13 @@ enum Issuer {
 
 /// Judges `chain` (leaf first, then any intermediates) at time `at`.
 pub fn authorize(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Result<Decision> {
-    decide(reg, &mut Trust::load(reg)?, chain, at)
+    judge(reg, &mut Trust::load(reg)?, chain, at, true)
+}
+
+/// [`authorize`] writing nothing: an unknown device is reported with
+/// `registered: true` (it would be registered) but is not.
+pub fn authorize_dry_run(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Result<Decision> {
+    judge(reg, &mut Trust::load(reg)?, chain, at, false)
 }
 
 /// [`authorize`] with CAs loaded beforehand (kept current by the caller
@@ -189,11 +205,21 @@ pub fn decide(
     chain: &[LoadedCert],
     at: SystemTime,
 ) -> Result<Decision> {
+    judge(reg, trust, chain, at, true)
+}
+
+fn judge(
+    reg: &mut Registry,
+    trust: &mut Trust,
+    chain: &[LoadedCert],
+    at: SystemTime,
+    write: bool,
+) -> Result<Decision> {
     let Some((leaf, untrusted)) = chain.split_first() else {
         return Ok(Decision::Refused("no certificate presented".into()));
     };
     match trust.issuer(leaf, untrusted, at) {
-        Issuer::Registered(ca_id) => reg.admit(ca_id, leaf),
+        Issuer::Registered(ca_id) => reg.admit(ca_id, leaf, write),
         Issuer::Refused(why) => Ok(Decision::Refused(why)),
     }
 }
@@ -215,6 +241,20 @@ fn refusal(serial: &str, found: &DeviceState, presented: &[u8]) -> Option<String
     match found.status {
         Status::Active => None,
         Status::Inactive => Some(format!("device {serial} is inactive")),
+        Status::Revoked => Some(format!("device {serial} is revoked")),
+    }
+}
+
+/// Why a serial no device holds may not be registered: it was revoked
+/// (then deleted), it is a registered CA's, or it is not positive.
+fn unregistrable(serial: &str, held: &Standing) -> Option<String> {
+    if let Some(why) = non_positive(serial) {
+        return Some(format!("{why} (serials must be positive)"));
+    }
+    match held {
+        Standing::Revoked { reason } => Some(format!("device {serial} is revoked ({reason})")),
+        Standing::Ca => Some(taken_why(held, serial)),
+        Standing::Unknown | Standing::Device { .. } => None,
     }
 }
 
@@ -223,12 +263,21 @@ impl Registry {
     /// decided by a plain read, which never waits for a writer (WAL); a
     /// registration re-reads inside its transaction so two first
     /// connections at once register it once.
-    fn admit(&mut self, ca_id: i64, leaf: &LoadedCert) -> Result<Decision> {
+    fn admit(&mut self, ca_id: i64, leaf: &LoadedCert, write: bool) -> Result<Decision> {
         let row = CertRow::of(leaf);
         let serial = row.serial.clone();
         let (found, registered) = match self.device_state(&row.serial)? {
             Some(found) => (found, false),
-            None => self.register_connecting(ca_id, &row)?,
+            None => {
+                let held = standing(&self.conn, &serial).map_err(self.err("cannot read registry"))?;
+                if let Some(why) = unregistrable(&serial, &held) {
+                    return Ok(Decision::Refused(why));
+                }
+                if !write {
+                    return Ok(Decision::Accepted { serial, registered: true });
+                }
+                self.register_connecting(ca_id, &row)?
+            }
         };
         Ok(match refusal(&serial, &found, &row.fingerprint) {
             None => Decision::Accepted { serial, registered },
@@ -258,12 +307,7 @@ impl Registry {
         let result = match found {
             Some(found) => (found, false),
             None => {
-                tx.execute(
-                    "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
-                     VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7)",
-                    params![row.serial, ca_id, row.subject, row.not_before, row.not_after, now(), row.fingerprint],
-                )
-                .map_err(&fail)?;
+                insert_device(&tx, ca_id, row, now()).map_err(&fail)?;
                 let state = DeviceState {
                     status: Status::Active,
                     fingerprint: row.fingerprint.clone(),
@@ -277,7 +321,8 @@ impl Registry {
 
     /// Of devices still connected (serial, fingerprint of the certificate
     /// they connected with), those the registry now refuses, and why. A
-    /// deleted device is not refused: it would be registered again.
+    /// deleted device is not refused (it would be registered again) unless
+    /// it was revoked.
     pub fn refusals(&self, connected: &[(String, Vec<u8>)]) -> Result<Vec<(String, String)>> {
         let fail = self.err("cannot read devices");
         let presented: HashMap<&str, &[u8]> = connected
@@ -304,6 +349,22 @@ impl Registry {
                 if let Some(why) = refusal(&serial, &state, fp) {
                     out.push((serial, why));
                 }
+            }
+            // Revoked, then deleted: only the revocation record is left.
+            let sql = format!(
+                "SELECT r.serial, r.reason FROM revocations r WHERE r.serial IN ({})
+                 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.serial = r.serial)",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(chunk))
+                .map_err(&fail)?;
+            while let Some(r) = rows.next().map_err(&fail)? {
+                let (serial, reason): (String, String) =
+                    (r.get(0).map_err(&fail)?, r.get(1).map_err(&fail)?);
+                let why = unregistrable(&serial, &Standing::Revoked { reason });
+                out.extend(why.map(|why| (serial, why)));
             }
         }
         Ok(out)

@@ -1,5 +1,9 @@
-//! `registry crl`: a CRL of the held (Inactive) devices of one CA, so a
-//! broker such as Mosquitto (`crlfile`) enforces deactivation.
+//! `registry crl`: a CRL per CA of its issuer's held (Inactive, reason
+//! certificateHold) and revoked devices (their revocation reason, also once
+//! deleted), so a broker such as Mosquitto (`crlfile`) enforces both. The
+//! issuer is the CA's name and key: a CRL made with a renewed or
+//! cross-signed certificate covers the devices registered under any
+//! certificate of that issuer. Several CAs' CRLs go into one PEM file.
 //!
 //! Brokers are unforgiving about CRLs (PITFALLS.md): Mosquitto fails OPEN
 //! when it reloads a missing or half-written CRL and refuses EVERY device
@@ -11,7 +15,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use der::asn1::{OctetString, Uint};
 use der::{Decode, Encode};
-use rusqlite::params;
 use x509_cert::certificate::Version;
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::Extension;
@@ -19,8 +22,9 @@ use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage};
 use x509_cert::serial_number::SerialNumber;
 
-use super::Registry;
-use super::cas::ca_key_id;
+use super::cas::{IssuerId, ca_key_id};
+use super::{Registry, RevokeReason};
+use crate::input::LoadedCert;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::pem_encode;
 use crate::output::{Mode, commit, refuse_existing, stage, write_stdout};
@@ -40,51 +44,102 @@ const OID_CRL_REASON: der::asn1::ObjectIdentifier =
 pub struct Crl {
     pub der: Vec<u8>,
     pub number: u64,
-    /// Serials listed (certificateHold), upper-case hex.
-    pub held: Vec<String>,
+    /// What it lists, in order.
+    pub entries: Vec<CrlEntry>,
     pub warnings: Vec<String>,
 }
 
+/// One listed serial (upper-case hex) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlEntry {
+    pub serial: String,
+    /// `None`: held (certificateHold); else the revocation reason.
+    pub revoked: Option<RevokeReason>,
+}
+
+impl Crl {
+    pub fn held(&self) -> usize {
+        self.entries.iter().filter(|e| e.revoked.is_none()).count()
+    }
+
+    pub fn revoked(&self) -> usize {
+        self.entries.len() - self.held()
+    }
+}
+
 impl Registry {
-    /// Takes the next CRL number of CA `ca_id` and its held devices
-    /// (serial, deactivation time) in one transaction.
-    fn crl_snapshot(&mut self, ca_id: i64) -> Result<(u64, Vec<(String, i64)>)> {
+    /// Takes the next CRL number of the issuer whose registered
+    /// certificates are `ids`, and its held and revoked devices (serial,
+    /// time, revocation reason), in one transaction.
+    fn crl_snapshot(&mut self, ids: &[i64]) -> Result<(u64, Vec<(String, i64, Option<String>)>)> {
         let (tx, fail) = self.write_tx("cannot read registry")?;
         let fail = &fail;
-        let number: i64 = tx
-            .query_row(
-                "UPDATE cas SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",
-                [ca_id],
-                |r| r.get(0),
-            )
-            .map_err(fail)?;
-        let held = {
-            let mut st = tx
-                .prepare(
-                    "SELECT serial, coalesce(deactivated_at, ?2) FROM devices
-                     WHERE ca_id = ?1 AND status = 'inactive' ORDER BY id",
-                )
-                .map_err(fail)?;
-            st.query_map(params![ca_id, super::now()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(fail)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(fail)?
-        };
+        bump_crl_number(&tx, ids).map_err(fail)?;
+        let number = crl_number(&tx, ids[0]).map_err(fail)?;
+        let mut entries = held_devices(&tx, ids, super::now()).map_err(fail)?;
+        entries.extend(revoked_devices(&tx, ids).map_err(fail)?);
         tx.commit().map_err(fail)?;
-        Ok((number as u64, held))
+        Ok((number as u64, entries))
     }
+}
+
+/// `(?,?,..)` for `n` ids.
+fn id_list(n: usize) -> String {
+    format!("({})", vec!["?"; n].join(","))
+}
+
+// One statement each, so they move below a storage trait unchanged.
+
+/// CRL numbers are the issuer's: one more than the highest of its certificates'.
+fn bump_crl_number(conn: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result<usize> {
+    let list = id_list(ids.len());
+    conn.execute(
+        &format!(
+            "UPDATE cas SET crl_number = (SELECT max(crl_number) FROM cas WHERE id IN {list}) + 1 WHERE id IN {list}"
+        ),
+        rusqlite::params_from_iter(ids.iter().chain(ids)),
+    )
+}
+
+fn crl_number(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT crl_number FROM cas WHERE id = ?1", [id], |r| r.get(0))
+}
+
+fn held_devices(
+    conn: &rusqlite::Connection,
+    ids: &[i64],
+    now: i64,
+) -> rusqlite::Result<Vec<(String, i64, Option<String>)>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT serial, coalesce(deactivated_at, ?1) FROM devices
+         WHERE ca_id IN {} AND status = 'inactive' ORDER BY id",
+        id_list(ids.len())
+    ))?;
+    let args = std::iter::once(now).chain(ids.iter().copied());
+    st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, None)))?
+        .collect()
+}
+
+fn revoked_devices(
+    conn: &rusqlite::Connection,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<(String, i64, Option<String>)>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT serial, revoked_at, reason FROM revocations WHERE ca_id IN {} ORDER BY rowid",
+        id_list(ids.len())
+    ))?;
+    st.query_map(rusqlite::params_from_iter(ids), |r| {
+        Ok((r.get(0)?, r.get(1)?, Some(r.get(2)?)))
+    })?
+    .collect()
 }
 
 /// Builds and signs the CRL of `ca`, which must be registered.
 pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
-    let ca_id = reg.ca_id(&ca.cert)?.ok_or_else(|| {
-        Error::refused("cannot make CRL", "this CA is not registered")
-            .file(&ca.cert.label)
-            .hint(format!(
-                "register it first: devcert registry ca add {}",
-                ca.cert.label
-            ))
-    })?;
+    let Some(ca_id) = reg.ca_id(&ca.cert)? else {
+        return Err(not_registered(reg, &ca.cert)?);
+    };
+    let ids = reg.issuer_ids(ca_id)?;
     let mut warnings = Vec::new();
     let ca_tbs = ca.cert.cert.tbs_certificate();
     if let Ok(Some((_, ku))) = ca_tbs.get_extension::<KeyUsage>()
@@ -95,22 +150,41 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
             ca.cert.label
         ));
     }
-    let (number, held) = reg.crl_snapshot(ca_id)?;
+    let (number, rows) = reg.crl_snapshot(&ids)?;
+    // A device given a CA's serial before serials were unique across both
+    // would put that CA on its own issuer's CRL.
+    let ca_serials: Vec<String> = reg.cas()?.into_iter().map(|c| c.serial).collect();
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut revoked = Vec::with_capacity(rows.len());
     let now = SystemTime::now();
     let enc = |e: der::Error| Error::crypto("cannot encode CRL", e);
-    let revoked = held
-        .iter()
-        .map(|(serial, at)| {
-            Ok(RevokedCert {
-                serial_number: serial_from_hex(serial)?,
-                revocation_date: x509_time(UNIX_EPOCH + Duration::from_secs(*at as u64))?,
-                crl_entry_extensions: Some(vec![extension(
-                    OID_CRL_REASON,
-                    CrlReason::CertificateHold.to_der().map_err(enc)?,
-                )?]),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    for (serial, at, reason) in rows {
+        if ca_serials.contains(&serial) {
+            warnings.push(format!(
+                "device {serial} has the serial of a registered CA and is left out of the CRL (it would revoke that CA): delete it (device delete {serial} --force) and reissue it"
+            ));
+            continue;
+        }
+        let reason = match reason {
+            // Unknown text cannot come from devcert; fail closed as keyCompromise.
+            Some(r) => Some(r.parse::<RevokeReason>().unwrap_or_default()),
+            None => None,
+        };
+        let code = match reason {
+            None => Some(CrlReason::CertificateHold),
+            Some(r) => r.crl_reason(),
+        };
+        let extensions = match code {
+            Some(code) => Some(vec![extension(OID_CRL_REASON, code.to_der().map_err(enc)?)?]),
+            None => None,
+        };
+        revoked.push(RevokedCert {
+            serial_number: serial_from_hex(&serial)?,
+            revocation_date: x509_time(UNIX_EPOCH + Duration::from_secs(at.max(0) as u64))?,
+            crl_entry_extensions: extensions,
+        });
+        entries.push(CrlEntry { serial, revoked: reason });
+    }
     let aki = AuthorityKeyIdentifier {
         key_identifier: Some(OctetString::new(ca_key_id(&ca.cert)).map_err(enc)?),
         ..Default::default()
@@ -136,9 +210,22 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
     Ok(Crl {
         der,
         number,
-        held: held.into_iter().map(|(s, _)| s).collect(),
+        entries,
         warnings,
     })
+}
+
+/// Why `ca` has no CRL: a renewal not registered yet, a same-name CA with
+/// another key, or simply unknown.
+fn not_registered(reg: &Registry, ca: &LoadedCert) -> Result<Error> {
+    let tbs = ca.cert.tbs_certificate();
+    let why = match reg.same_name_other_key(tbs.subject(), Some(tbs.subject_public_key_info()))? {
+        Some(serial) => format!("this CA is not registered (same name as registered CA {serial}, different key)"),
+        None => "this CA is not registered".into(),
+    };
+    Ok(Error::refused("cannot make CRL", why)
+        .file(&ca.label)
+        .hint(format!("register it first: devcert registry ca add {}", ca.label)))
 }
 
 fn extension(oid: der::asn1::ObjectIdentifier, value: Vec<u8>) -> Result<Extension> {
@@ -163,25 +250,34 @@ fn serial_from_hex(hex: &str) -> Result<SerialNumber> {
         .map_err(|e| Error::crypto(format!("cannot encode serial {hex} in CRL"), e))
 }
 
-/// Checks CRL bytes as a broker would load them: parseable, signed by the
-/// CA's key, current, and listing exactly `held`.
-fn check_crl(bytes: &[u8], ca: &CaSigner, held: &[String]) -> Result<(), String> {
-    let der = if bytes.starts_with(b"-----BEGIN") {
-        pem::parse(bytes)
-            .map_err(|e| format!("unreadable PEM ({e})"))?
-            .into_contents()
-    } else {
-        bytes.to_vec()
-    };
-    let crl = CertificateList::from_der(&der).map_err(|e| format!("unreadable CRL ({e})"))?;
-    let spki = ca
-        .cert
-        .cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(|e| e.to_string())?;
-    verify_signed(&der, &spki)?;
+/// The CRL blocks of a file: PEM `X509 CRL` blocks, or one DER CRL.
+fn crl_blocks(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if !bytes.starts_with(b"-----BEGIN") {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let blocks = pem::parse_many(bytes).map_err(|e| format!("unreadable PEM ({e})"))?;
+    if let Some(b) = blocks.iter().find(|b| b.tag() != "X509 CRL") {
+        return Err(format!("holds a {} block", b.tag()));
+    }
+    Ok(blocks.into_iter().map(pem::Pem::into_contents).collect())
+}
+
+/// Whether `der` is a CRL signed by `ca`'s key under its name.
+fn signed_by(der: &[u8], ca: &CaSigner) -> Result<CertificateList, String> {
+    let crl = CertificateList::from_der(der).map_err(|e| format!("unreadable CRL ({e})"))?;
+    let tbs = ca.cert.cert.tbs_certificate();
+    let spki = tbs.subject_public_key_info().to_der().map_err(|e| e.to_string())?;
+    verify_signed(der, &spki)?;
+    if crl.tbs_cert_list.issuer != *tbs.subject() {
+        return Err("its issuer is not the CA's name".into());
+    }
+    Ok(crl)
+}
+
+/// Checks one CRL as a broker would load it: parseable, signed by the
+/// CA's key, current, and listing exactly `entries`.
+fn check_crl(der: &[u8], ca: &CaSigner, entries: &[CrlEntry]) -> Result<(), String> {
+    let crl = signed_by(der, ca)?;
     let tbs = &crl.tbs_cert_list;
     let now = SystemTime::now();
     if tbs.this_update.to_system_time() > now
@@ -195,33 +291,84 @@ fn check_crl(bytes: &[u8], ca: &CaSigner, held: &[String]) -> Result<(), String>
         .flatten()
         .map(|r| crate::sign::serial_hex(&r.serial_number))
         .collect();
-    if listed != held {
-        return Err("its entries differ from the registry's held devices".into());
+    let expected: Vec<&String> = entries.iter().map(|e| &e.serial).collect();
+    if listed.iter().collect::<Vec<_>>() != expected {
+        return Err("its entries differ from the registry's held and revoked devices".into());
     }
     Ok(())
 }
 
-/// Writes the CRL (PEM, or DER with `der`) to `out` (`-`: stdout). A file
-/// is replaced only with `force`, and only after the bytes on disk were
-/// read back and verified against the CA.
-pub fn write_crl(crl: &Crl, ca: &CaSigner, out: &str, der: bool, force: bool) -> Result<()> {
-    let bytes = if der {
-        crl.der.clone()
-    } else {
-        pem_encode("X509 CRL", &crl.der).into_bytes()
+/// Refuses a list of CAs that names one issuer twice (a renewal beside
+/// its original): two CRLs of one issuer in a file, with different
+/// numbers, leave the broker to pick one.
+pub fn same_issuer_twice(cas: &[CaSigner]) -> Option<String> {
+    cas.iter().enumerate().find_map(|(i, a)| {
+        cas[..i]
+            .iter()
+            .find(|b| IssuerId::of(&b.cert) == IssuerId::of(&a.cert))
+            .map(|b| format!(
+                "{} and {} are the same issuer (same name and key): one CRL covers the devices of both; give one of them",
+                b.cert.label, a.cert.label
+            ))
+    })
+}
+
+/// Whether `out` is a CRL file devcert may replace without `--force`: a
+/// regular file holding exactly one CRL of each of `cas` (what `registry
+/// crl` wrote for them before), so replacing it loses nothing.
+pub fn is_own_crl_file(out: &str, cas: &[CaSigner]) -> bool {
+    let regular = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file());
+    let Some(blocks) = regular
+        .then(|| std::fs::read(out).ok())
+        .flatten()
+        .and_then(|b| crl_blocks(&b).ok())
+    else {
+        return false;
     };
-    let bad = |why: String| {
-        Error::new(ErrorKind::Crypto, "CRL failed its check, old CRL kept", why).file(out)
+    blocks.len() == cas.len()
+        && cas
+            .iter()
+            .all(|ca| blocks.iter().filter(|b| signed_by(b, ca).is_ok()).count() == 1)
+}
+
+/// Writes the CRLs of `crls` (PEM, one block per CA in order; or DER with
+/// `der`, one CA only) to `out` (`-`: stdout). A file is replaced only with
+/// `force`, and only after the bytes on disk were read back and each CRL
+/// verified against its CA: a broker never reads a half-written file.
+pub fn write_crls(crls: &[(Crl, &CaSigner)], out: &str, der: bool, force: bool) -> Result<()> {
+    if der && crls.len() != 1 {
+        return Err(Error::refused("cannot write CRL", "DER holds one CRL: give one CA, or write PEM").file(out));
+    }
+    let bytes: Vec<u8> = if der {
+        crls[0].0.der.clone()
+    } else {
+        crls.iter()
+            .flat_map(|(c, _)| pem_encode("X509 CRL", &c.der).into_bytes())
+            .collect()
+    };
+    let check = |bytes: &[u8]| -> Result<()> {
+        let bad = |why: String| {
+            Error::new(ErrorKind::Crypto, "CRL failed its check, old CRL kept", why).file(out)
+        };
+        let blocks = crl_blocks(bytes).map_err(bad)?;
+        if blocks.len() != crls.len() {
+            return Err(bad(format!("{} CRLs read back, {} written", blocks.len(), crls.len())));
+        }
+        for (block, (crl, ca)) in blocks.iter().zip(crls) {
+            check_crl(block, ca, &crl.entries)
+                .map_err(|why| bad(format!("{}: {why}", ca.cert.label)))?;
+        }
+        Ok(())
     };
     if out == "-" {
-        check_crl(&bytes, ca, &crl.held).map_err(bad)?;
+        check(&bytes)?;
         return write_stdout(&bytes);
     }
     refuse_existing(out, force)?;
     let staged = stage(std::path::Path::new(out), &bytes, Mode::Public)?;
     let written = std::fs::read(staged.temp_path())
         .map_err(|e| Error::io("cannot read back CRL", out, &e))?;
-    check_crl(&written, ca, &crl.held).map_err(bad)?;
+    check(&written)?;
     commit(staged, force)
 }
 

@@ -14,7 +14,7 @@ pub mod crl;
 mod devices;
 mod schema;
 
-pub use devices::{Bulk, register_issued};
+pub use devices::{Bulk, DeviceRef, register_issued};
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +24,7 @@ use sha2::Digest as _;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
-use crate::name::to_rfc4514;
+use crate::name::{common_name_of, to_rfc4514};
 use crate::sign::{format_time, parse_serial, serial_hex};
 
 /// How long a writer waits for another process's transaction.
@@ -35,7 +35,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
+    /// Held (certificateHold): `activate` lifts it.
     Inactive,
+    /// Revoked for good: no way back, and the revocation outlives `delete`.
+    Revoked,
 }
 
 impl Status {
@@ -43,14 +46,16 @@ impl Status {
         match self {
             Status::Active => "active",
             Status::Inactive => "inactive",
+            Status::Revoked => "revoked",
         }
     }
 
     fn from_db(s: &str) -> Status {
-        if s == "inactive" {
-            Status::Inactive
-        } else {
-            Status::Active
+        match s {
+            "active" => Status::Active,
+            "inactive" => Status::Inactive,
+            // The schema's CHECK allows nothing else; fail closed regardless.
+            _ => Status::Revoked,
         }
     }
 }
@@ -61,8 +66,69 @@ impl std::str::FromStr for Status {
         match s.to_ascii_lowercase().as_str() {
             "active" => Ok(Status::Active),
             "inactive" => Ok(Status::Inactive),
-            _ => Err(format!("'{s}' is not a status (active or inactive)")),
+            "revoked" => Ok(Status::Revoked),
+            _ => Err(format!(
+                "'{s}' is not a status (active, inactive or revoked)"
+            )),
         }
+    }
+}
+
+/// Why a device was revoked: the CRL entry's reasonCode (RFC 5280 5.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevokeReason {
+    /// Written without a reasonCode, as RFC 5280 asks for `unspecified`.
+    Unspecified,
+    #[default]
+    KeyCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+}
+
+impl RevokeReason {
+    const ALL: [RevokeReason; 5] = [
+        RevokeReason::KeyCompromise,
+        RevokeReason::CessationOfOperation,
+        RevokeReason::Superseded,
+        RevokeReason::AffiliationChanged,
+        RevokeReason::Unspecified,
+    ];
+
+    /// The name OpenSSL uses (`openssl ca -crl_reason`, `crl -text`'s codes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Unspecified => "unspecified",
+            RevokeReason::KeyCompromise => "keyCompromise",
+            RevokeReason::AffiliationChanged => "affiliationChanged",
+            RevokeReason::Superseded => "superseded",
+            RevokeReason::CessationOfOperation => "cessationOfOperation",
+        }
+    }
+
+    /// The CRL reason code, `None` for unspecified (left out of the CRL).
+    pub fn crl_reason(self) -> Option<x509_cert::ext::pkix::crl::CrlReason> {
+        use x509_cert::ext::pkix::crl::CrlReason;
+        match self {
+            RevokeReason::Unspecified => None,
+            RevokeReason::KeyCompromise => Some(CrlReason::KeyCompromise),
+            RevokeReason::AffiliationChanged => Some(CrlReason::AffiliationChanged),
+            RevokeReason::Superseded => Some(CrlReason::Superseded),
+            RevokeReason::CessationOfOperation => Some(CrlReason::CessationOfOperation),
+        }
+    }
+}
+
+impl std::str::FromStr for RevokeReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RevokeReason, String> {
+        RevokeReason::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<_> = RevokeReason::ALL.iter().map(|r| r.as_str()).collect();
+                format!("'{s}' is not a revocation reason ({})", names.join(", "))
+            })
     }
 }
 
@@ -90,6 +156,9 @@ pub struct DeviceRecord {
     pub not_before: String,
     pub not_after: String,
     pub registered_at: String,
+    /// When and why it was revoked (`null` unless revoked).
+    pub revoked_at: Option<String>,
+    pub revocation_reason: Option<String>,
     /// When the broker plugin first / last admitted it (null until then).
     pub first_connected_at: Option<String>,
     pub last_connected_at: Option<String>,
@@ -99,8 +168,14 @@ pub struct DeviceRecord {
 #[derive(Debug, Clone, Default)]
 pub struct DeviceQuery {
     pub serial: Option<String>,
+    /// Devices of the issuer (name and key) of the CA with this serial,
+    /// whichever of its registered certificates they came in under.
     pub ca_serial: Option<String>,
     pub status: Option<Status>,
+    /// The subject's (most specific) common name, exactly.
+    pub cn: Option<String>,
+    /// Text found in the RFC 4514 subject, ignoring ASCII case.
+    pub subject_contains: Option<String>,
     pub limit: Option<u64>,
 }
 
@@ -121,6 +196,7 @@ pub fn normalize_serial(s: &str) -> Result<String, String> {
 struct CertRow {
     serial: String,
     subject: String,
+    cn: Option<String>,
     not_before: i64,
     not_after: i64,
     fingerprint: Vec<u8>,
@@ -133,10 +209,36 @@ impl CertRow {
         CertRow {
             serial: serial_hex(tbs.serial_number()),
             subject: to_rfc4514(tbs.subject()),
+            cn: common_name_of(tbs.subject()),
             not_before: unix(v.not_before.to_system_time()),
             not_after: unix(v.not_after.to_system_time()),
             fingerprint: sha2::Sha256::digest(&c.der).to_vec(),
         }
+    }
+
+    /// The row of a certificate entering the registry: its serial must be
+    /// positive (RFC 5280 4.1.2.2). A negative or zero serial could not be
+    /// named on the command line nor written into a CRL as its printed
+    /// form, so it is refused wherever certificates are registered.
+    fn entering(c: &LoadedCert, what: &str) -> Result<CertRow> {
+        let row = CertRow::of(c);
+        match non_positive(&row.serial) {
+            None => Ok(row),
+            Some(why) => Err(Error::refused(what, why)
+                .file(&c.label)
+                .hint("serials must be positive; reissue it with a positive serial (openssl x509 -set_serial, devcert sign --serial)")),
+        }
+    }
+}
+
+/// Why a stored-form serial cannot be registered, if it cannot.
+fn non_positive(serial: &str) -> Option<String> {
+    if serial.starts_with('-') {
+        Some(format!("its serial {serial} is negative"))
+    } else if serial.trim_start_matches('0').is_empty() {
+        Some("its serial is zero".into())
+    } else {
+        None
     }
 }
 
@@ -256,8 +358,13 @@ impl Registry {
     }
 
     fn refused(&self, what: &str, why: impl Into<String>) -> Error {
-        Error::new(ErrorKind::Registry, what, why).file(&self.label)
+        refused(&self.label, what, why)
     }
+}
+
+/// A registry rule said no (about the registry at `label`).
+fn refused(label: &str, what: &str, why: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Registry, what, why).file(label)
 }
 
 /// "30 s", "200 ms".

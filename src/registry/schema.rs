@@ -8,10 +8,10 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // v1: CAs and devices, serials stored as normalised upper-case hex.
     "CREATE TABLE cas (
         id INTEGER PRIMARY KEY,
@@ -53,7 +53,83 @@ const MIGRATIONS: [&str; 3] = [
     // v3: when the broker plugin first and last admitted a device.
     "ALTER TABLE devices ADD COLUMN first_connected_at INTEGER;
     ALTER TABLE devices ADD COLUMN last_connected_at INTEGER;",
+    // v4 (issues 17, 18): status 'revoked' (SQLite cannot widen a CHECK, so
+    // the table is rebuilt, ids kept) and the common name for `--cn`
+    // (filled in by `backfill`); revocations that outlive the device row;
+    // one namespace of serials for CAs and devices, held by a primary key
+    // so no transaction of any kind can give a device a CA's serial (and
+    // by a CHECK: positive, in stored form).
+    "CREATE TABLE devices_v4 (
+        id INTEGER PRIMARY KEY,
+        serial TEXT NOT NULL UNIQUE,
+        ca_id INTEGER NOT NULL REFERENCES cas(id),
+        subject TEXT NOT NULL,
+        cn TEXT,
+        status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        registered_at INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL,
+        deactivated_at INTEGER,
+        first_connected_at INTEGER,
+        last_connected_at INTEGER
+    );
+    INSERT INTO devices_v4 (id, serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint,
+            deactivated_at, first_connected_at, last_connected_at)
+        SELECT id, serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint,
+            deactivated_at, first_connected_at, last_connected_at FROM devices;
+    DROP TABLE devices;
+    ALTER TABLE devices_v4 RENAME TO devices;
+    CREATE INDEX devices_ca ON devices(ca_id);
+    CREATE INDEX devices_status ON devices(status);
+    CREATE INDEX devices_held ON devices(ca_id) WHERE status = 'inactive';
+    CREATE INDEX devices_cn ON devices(cn);
+    CREATE TRIGGER devices_count_add AFTER INSERT ON devices
+        BEGIN UPDATE cas SET devices = devices + 1 WHERE id = NEW.ca_id; END;
+    CREATE TRIGGER devices_count_del AFTER DELETE ON devices
+        BEGIN UPDATE cas SET devices = devices - 1 WHERE id = OLD.ca_id; END;
+    CREATE TABLE revocations (
+        serial TEXT PRIMARY KEY,
+        ca_id INTEGER NOT NULL REFERENCES cas(id),
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );
+    CREATE INDEX revocations_ca ON revocations(ca_id);
+    CREATE TABLE serials (
+        serial TEXT PRIMARY KEY
+            CHECK (serial NOT GLOB '*[^0-9A-F]*' AND trim(serial, '0') <> ''),
+        owner TEXT NOT NULL CHECK (owner IN ('ca', 'device'))
+    );
+    INSERT OR IGNORE INTO serials SELECT serial, 'ca' FROM cas;
+    INSERT OR IGNORE INTO serials SELECT serial, 'device' FROM devices;
+    CREATE TRIGGER cas_serial_claim AFTER INSERT ON cas
+        BEGIN INSERT INTO serials VALUES (NEW.serial, 'ca'); END;
+    CREATE TRIGGER devices_serial_claim AFTER INSERT ON devices
+        BEGIN INSERT INTO serials VALUES (NEW.serial, 'device'); END;
+    CREATE TRIGGER devices_serial_release AFTER DELETE ON devices
+        BEGIN DELETE FROM serials WHERE serial = OLD.serial AND owner = 'device'
+            AND NOT EXISTS (SELECT 1 FROM revocations WHERE serial = OLD.serial); END;",
 ];
+
+/// Data a migration cannot compute in SQL, filled in by Rust right after
+/// the migration to `version`, in the same transaction.
+fn backfill(tx: &Connection, version: i64) -> rusqlite::Result<()> {
+    if version == 4 {
+        // The common name of devices registered before it was stored.
+        let rows: Vec<(i64, String)> = tx
+            .prepare("SELECT id, subject FROM devices")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut set = tx.prepare("UPDATE devices SET cn = ?2 WHERE id = ?1")?;
+        for (id, subject) in rows {
+            if let Some(cn) = crate::name::common_name_of_rfc4514(&subject) {
+                set.execute(rusqlite::params![id, cn])?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Why a database cannot be used by this build.
 pub enum MigrateError {
@@ -84,8 +160,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     if v > VERSION {
         return Err(MigrateError::TooNew(v));
     }
-    for step in &MIGRATIONS[v as usize..] {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
         tx.execute_batch(step)?;
+        backfill(&tx, i as i64 + 1)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
@@ -119,6 +196,24 @@ mod tests {
             .query_row("SELECT devices FROM cas", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);
+        // v4 took the common name out of the stored subject.
+        let cn: String = conn
+            .query_row("SELECT cn FROM devices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(cn, "d");
+        // v4: one namespace of serials; a device cannot take the CA's.
+        let clash = conn.execute(
+            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
+             VALUES ('01', 1, 'CN=e', 'active', 0, 0, 0, x'01')",
+            [],
+        );
+        assert!(clash.is_err(), "a device took the CA's serial");
+        let negative = conn.execute(
+            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
+             VALUES ('-4D2', 1, 'CN=e', 'active', 0, 0, 0, x'01')",
+            [],
+        );
+        assert!(negative.is_err(), "a negative serial was stored");
         // A second open is a no-op.
         assert!(migrate(&mut conn).is_ok());
     }
