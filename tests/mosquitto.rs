@@ -2,7 +2,9 @@
 //! started here on a free 127.0.0.1 port and stopped by PID. A device made
 //! by `devcert issue --registry` connects, publishes and receives; after
 //! `device deactivate` + `registry crl` + SIGHUP it is refused while another
-//! device still connects; `activate` lets it back in.
+//! device still connects; `activate` lets it back in; `revoke` keeps it
+//! out for good, also once deleted. The broker's `cafile` is what
+//! `registry ca export` writes.
 //!
 //! Skipped (with a message) only when mosquitto is missing and `CI` is not
 //! set; in CI a missing broker fails the test.
@@ -48,7 +50,7 @@ impl Drop for Broker {
 }
 
 impl Broker {
-    fn start(t: &TestDir, exe: &PathBuf) -> Broker {
+    fn start(t: &TestDir, exe: &PathBuf, cafile: &str) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -57,7 +59,7 @@ impl Broker {
         let log = t.path("mosquitto.log");
         let mut conf = format!(
             "listener {port} 127.0.0.1\n\
-             cafile {root}/CA.crt\n\
+             cafile {root}/{cafile}\n\
              certfile {root}/server/client.crt\n\
              keyfile {root}/server/client_pkcs8.key\n\
              require_certificate true\n\
@@ -225,7 +227,9 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         .trim_start_matches("serial=")
         .to_string();
     crl(&t);
-    let broker = Broker::start(&t, &exe);
+    t.devcert(&["registry", "--db", "reg.db", "ca", "export", "-o", "cafile.pem"])
+        .ok();
+    let broker = Broker::start(&t, &exe, "cafile.pem");
 
     // Active: publishes and receives.
     assert!(
@@ -305,6 +309,37 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         .ok();
     let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(v["status"], "active");
+
+    // Revoked (named by its certificate file) + CRL (replacing the file it
+    // wrote, without --force) + SIGHUP: refused. Deleted afterwards, it
+    // stays on the CRL: still refused by the broker and by `auth`, which
+    // does not register it again.
+    let reg_cmd = |args: &[&str]| t.devcert(&[&["registry", "--db", "reg.db"][..], args].concat());
+    reg_cmd(&["device", "revoke", "dev-a/client.crt"]).ok();
+    let crl_again = || {
+        reg_cmd(&["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    };
+    crl_again();
+    broker.reload();
+    broker.wait_until("dev-a refused once revoked", || {
+        !broker.publish(&t, "dev-a", "fleet/a", "x")
+    });
+    reg_cmd(&["device", "delete", &serial_a]).ok();
+    crl_again();
+    broker.reload();
+    assert!(
+        !broker.publish(&t, "dev-a", "fleet/a", "x"),
+        "a revoked device was admitted once deleted"
+    );
+    assert!(broker.publish(&t, "dev-b", "fleet/b", "still"), "dev-b refused");
+    let out = reg_cmd(&["auth", "dev-a/client_chain.crt"]).code(3);
+    assert!(out.stdout_str().contains("revoked"), "{}", out.describe());
+    reg_cmd(&["device", "show", &serial_a]).fails();
+    let text = t.openssl_ok(&["crl", "-in", "ca.crl", "-noout", "-text"]);
+    assert!(
+        text.contains(&format!("Serial Number: {serial_a}")) && text.contains("Key Compromise"),
+        "{text}"
+    );
     drop(broker);
     println!("broker test took {:.2} s", started.elapsed().as_secs_f64());
 }
@@ -393,7 +428,7 @@ fn broker_and_devcert_verify_agree() {
         "ca.crl",
         [t.read("old.crl"), t.read("new.crl"), t.read("int.crl")].concat(),
     );
-    let broker = Broker::start(&t, &exe);
+    let broker = Broker::start(&t, &exe, "CA.crt");
     for (dev, _, _, expected) in &devices {
         let broker_ok = broker.publish(&t, dev, "fleet/x", dev);
         let out = t.devcert(&[

@@ -1131,3 +1131,299 @@ fn auth_dry_run_writes_nothing() {
     reg(&t, &["device", "deactivate", &s]).ok();
     reg(&t, &["auth", "--dry-run", "dev/client.crt"]).code(3);
 }
+
+/// An OpenSSL-made CA certificate for key `key` (made if missing): serial
+/// `serial`, `days` long, signed by itself or by `signer` (cert, key).
+fn openssl_ca_cert(
+    t: &TestDir,
+    out: &str,
+    key: &str,
+    subject: &str,
+    serial: &str,
+    days: &str,
+    signer: Option<(&str, &str)>,
+) {
+    if !t.exists(key) {
+        t.openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key]);
+    }
+    let ext = [
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash",
+    ];
+    match signer {
+        None => {
+            let mut args = vec![
+                "req", "-x509", "-new", "-key", key, "-subj", subject, "-set_serial", serial,
+                "-days", days, "-out", out,
+            ];
+            args.extend_from_slice(&ext);
+            t.openssl_ok(&args);
+        }
+        Some((ca, ca_key)) => {
+            let csr = format!("{out}.csr");
+            t.openssl_ok(&["req", "-new", "-key", key, "-subj", subject, "-out", &csr]);
+            t.write(
+                "ca-ext.cnf",
+                "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+            );
+            t.openssl_ok(&[
+                "x509", "-req", "-in", &csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", serial,
+                "-days", days, "-extfile", "ca-ext.cnf", "-out", out,
+            ]);
+        }
+    }
+}
+
+#[test]
+fn renewed_and_cross_signed_cas_are_one_issuer_rekeyed_is_another() {
+    let t = TestDir::new();
+    // v1 and its renewal v2: same name and key, new serial and dates.
+    openssl_ca_cert(&t, "v1.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1001", "30", None);
+    openssl_ca_cert(&t, "v2.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1002", "3650", None);
+    // The same name and key cross-signed by another root.
+    openssl_ca_cert(&t, "root.crt", "root.key", "/CN=Other Root", "0x2001", "3650", None);
+    openssl_ca_cert(&t, "x.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1003", "3650", Some(("root.crt", "root.key")));
+    // Re-keyed: same name, new key: another issuer.
+    openssl_ca_cert(&t, "rk.crt", "rk.key", "/O=Fleet/CN=Renew CA", "0x1004", "3650", None);
+    let sn = |f: &str| openssl_serial(&t, f);
+    let (v1, v2, x, rk) = (sn("v1.crt"), sn("v2.crt"), sn("x.crt"), sn("rk.crt"));
+
+    reg(&t, &["ca", "add", "v1.crt"]).ok();
+    // Devices issued under v1 while it was the only certificate.
+    let issue = |ca: &str, key: &str, cn: &str| {
+        t.devcert(&[
+            "issue", "--cn", cn, "--ca", ca, "--ca-key", key, "--registry", "reg.db", "--out-dir", cn,
+        ])
+        .ok();
+        openssl_serial(&t, &format!("{cn}/client.crt"))
+    };
+    let d1 = issue("v1.crt", "ca.key", "d1");
+    let d2 = issue("v1.crt", "ca.key", "d2");
+    reg(&t, &["ca", "add", "v2.crt"]).ok().stderr_has(&format!("same issuer (name and key) as registered CA {v1}"));
+    reg(&t, &["ca", "add", "x.crt"]).ok().stderr_has("same issuer");
+    reg(&t, &["ca", "add", "rk.crt"]).ok().stderr_has(&format!("same name as registered CA {v1}, different key"));
+    let d3 = issue("v2.crt", "ca.key", "d3");
+    let d4 = issue("rk.crt", "rk.key", "d4");
+    let d5 = issue("rk.crt", "rk.key", "d5");
+    reg(&t, &["device", "deactivate", &d1]).ok();
+    reg(&t, &["device", "revoke", &d3]).ok();
+    reg(&t, &["device", "deactivate", &d4]).ok();
+
+    // ca list counts the issuer's devices on each of its certificates.
+    let cas = json(reg(&t, &["ca", "list", "--json"]));
+    for c in cas.as_array().unwrap() {
+        let want = if c["serial"] == rk.as_str() { 2 } else { 3 };
+        assert_eq!(c["devices"], want, "{c}");
+    }
+    // --ca-serial of any certificate of the issuer lists all its devices.
+    let mut old_key = vec![d1.clone(), d2.clone(), d3.clone()];
+    old_key.sort();
+    for ca in [&v1, &v2, &x] {
+        let list = json(reg(&t, &["device", "list", "--ca-serial", ca, "--json"]));
+        assert_eq!(serials(&list), old_key, "--ca-serial {ca}");
+    }
+    let mut new_key = vec![d4.clone(), d5.clone()];
+    new_key.sort();
+    assert_eq!(serials(&json(reg(&t, &["device", "list", "--ca-serial", &rk, "--json"]))), new_key);
+
+    // The CRL made with the renewal (or the cross-signed certificate)
+    // lists the device held under v1 and the revoked one; not the
+    // re-keyed CA's device. Checked by OpenSSL and Python.
+    for ca in ["v2.crt", "x.crt"] {
+        reg(&t, &["crl", "--ca", ca, "--ca-key", "ca.key", "-o", "old.crl", "--force"]).ok();
+        let mut want = vec![format!("{d1}: Certificate Hold"), format!("{d3}: Key Compromise")];
+        want.sort();
+        assert_eq!(openssl_reasons(&t, "old.crl"), want, "CRL made with {ca}");
+        let (_, entries) = python_crl(&t, "old.crl", ca);
+        assert_eq!(entries.len(), 2);
+    }
+    // A broker trusting only v2 with that CRL refuses d1 (issued under v1).
+    assert!(!openssl_crl_check(&t, "v2.crt", "old.crl", "d1/client.crt"));
+    assert!(openssl_crl_check(&t, "v2.crt", "old.crl", "d2/client.crt"));
+    // v1 and v2 in one run: one issuer, given twice.
+    reg(&t, &["crl", "--ca", "v1.crt", "--ca-key", "ca.key", "--ca", "v2.crt", "--ca-key", "ca.key", "-o", "two.crl"])
+        .usage_error();
+    // Both issuers of that name in one file, and both CAs in the broker's
+    // cafile: OpenSSL picks each device's CRL by key.
+    reg(&t, &["crl", "--ca", "v2.crt", "--ca-key", "ca.key", "--ca", "rk.crt", "--ca-key", "rk.key", "-o", "all.crl"]).ok();
+    reg(&t, &["ca", "export", "-o", "cafile.pem"]).ok();
+    assert_eq!(t.read_str("all.crl").matches("BEGIN X509 CRL").count(), 2);
+    for (dev, ok) in [("d1", false), ("d2", true), ("d3", false), ("d4", false), ("d5", true)] {
+        assert_eq!(openssl_crl_check(&t, "cafile.pem", "all.crl", &format!("{dev}/client.crt")), ok, "{dev}");
+    }
+    // auth agrees, whichever certificate issued the device.
+    for (dev, code) in [("d1", 3), ("d2", 0), ("d3", 3), ("d4", 3), ("d5", 0)] {
+        reg(&t, &["auth", "--dry-run", &format!("{dev}/client.crt")]).code(code);
+    }
+    // A same-name CA with yet another key, not registered: named as such.
+    openssl_ca_cert(&t, "imp.crt", "imp.key", "/O=Fleet/CN=Renew CA", "0x1005", "30", None);
+    reg(&t, &["crl", "--ca", "imp.crt", "--ca-key", "imp.key", "-o", "imp.crl"])
+        .fails_naming(&["imp.crt", "same name as registered CA", "different key"]);
+    t.assert_no_file("imp.crl");
+}
+
+#[test]
+fn negative_and_zero_serials_are_refused_where_certificates_enter() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Serial CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    t.openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "d.key"]);
+    t.openssl_ok(&["req", "-new", "-key", "d.key", "-subj", "/CN=neg", "-out", "d.csr"]);
+    for (serial, file, printed) in [("-1234", "neg.crt", "-04D2"), ("0", "zero.crt", "zero")] {
+        t.openssl_ok(&[
+            "x509", "-req", "-in", "d.csr", "-CA", "CA.crt", "-CAkey", "CA.key", "-set_serial", serial,
+            "-days", "30", "-out", file,
+        ]);
+        // OpenSSL makes and accepts it...
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], file);
+        // ...the registry refuses it: device add, auth (and --dry-run).
+        reg(&t, &["device", "add", file]).fails_naming(&[file, printed]);
+        for dry in [false, true] {
+            let mut args = vec!["auth", file];
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = reg(&t, &args).code(3);
+            assert!(out.stdout_str().contains(printed), "{}", out.describe());
+        }
+        // revoke by certificate file cannot register it either.
+        reg(&t, &["device", "revoke", file]).fails_naming(&[file, printed]);
+    }
+    assert!(json(reg(&t, &["device", "list", "--json"])).as_array().unwrap().is_empty());
+    // A CA with a negative serial is refused too.
+    openssl_ca_cert(&t, "negca.crt", "negca.key", "/CN=Neg CA", "-5", "30", None);
+    reg(&t, &["ca", "add", "negca.crt"]).fails_naming(&["negca.crt", "-05"]);
+    // The CA's CRL is made as before.
+    let s = issue_dev(&t, "CA", "ok", true);
+    reg(&t, &["device", "deactivate", &s]).ok();
+    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    assert_eq!(openssl_reasons(&t, "ca.crl"), vec![format!("{s}: Certificate Hold")]);
+}
+
+#[test]
+fn serials_are_unique_across_cas_and_devices() {
+    let t = TestDir::new();
+    devcert_ca(&t, "CA", "/CN=Unique CA");
+    reg(&t, &["ca", "add", "CA.crt"]).ok();
+    let ca_serial = openssl_serial(&t, "CA.crt");
+    // sign --serial <the CA's serial> --registry: refused, nothing written.
+    t.devcert(&["csr", "--new-key", "ec", "--subject", "/CN=dev", "--key-out", "d.key", "-o", "d.csr"]).ok();
+    t.devcert(&[
+        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &ca_serial,
+        "--registry", "reg.db", "-o", "d.crt",
+    ])
+    .fails_naming(&[&ca_serial, "registered CA"]);
+    t.assert_no_file("d.crt");
+    // The same certificate made without the registry: device add and auth refuse it.
+    t.devcert(&[
+        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &ca_serial, "-o",
+        "d.crt",
+    ])
+    .ok();
+    reg(&t, &["device", "add", "d.crt"]).fails_naming(&[&ca_serial, "registered CA"]);
+    let out = reg(&t, &["auth", "d.crt"]).code(3);
+    assert!(out.stdout_str().contains("registered CA"), "{}", out.describe());
+    // And the other way: a CA whose serial is a registered device's.
+    let dev = issue_dev(&t, "CA", "dev", true);
+    openssl_ca_cert(&t, "clash.crt", "clash.key", "/CN=Clash CA", &format!("0x{dev}"), "30", None);
+    reg(&t, &["ca", "add", "clash.crt"]).fails_naming(&[&dev, "registered device"]);
+    assert_eq!(json(reg(&t, &["ca", "list", "--json"])).as_array().unwrap().len(), 1);
+    // The database itself refuses it, whatever writes to it (Python's sqlite3).
+    let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+try:
+    c.execute("INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint) VALUES (?, 1, 'CN=x', 'active', 0, 0, 0, x'00')", (sys.argv[2],))
+    c.commit()
+    print("inserted")
+except sqlite3.IntegrityError as e:
+    print("refused:", e)
+"#;
+    let out = Cmd::new(t.root(), "python3").args(["-c", script, "reg.db", &ca_serial]).run().ok();
+    assert!(out.stdout_str().starts_with("refused: UNIQUE"), "{}", out.describe());
+}
+
+/// The PEM blocks of a CRL file, each written to `{prefix}-N.crl`.
+fn split_crls(t: &TestDir, file: &str, prefix: &str) -> Vec<String> {
+    let text = t.read_str(file);
+    let end = "-----END X509 CRL-----\n";
+    text.split_inclusive(end)
+        .enumerate()
+        .map(|(i, block)| {
+            assert!(block.starts_with("-----BEGIN X509 CRL-----\n"), "{text}");
+            let name = format!("{prefix}-{i}.crl");
+            t.write(&name, block);
+            name
+        })
+        .collect()
+}
+
+#[test]
+fn ca_export_and_one_crl_file_for_several_cas() {
+    let t = TestDir::new();
+    // No registry, then one without CAs: nothing to export.
+    reg(&t, &["ca", "export"]).fails_naming(&["reg.db"]);
+    devcert_ca(&t, "A", "/CN=Fleet A");
+    t.ec_ca("B");
+    reg(&t, &["ca", "add", "A.crt"]).ok();
+    reg(&t, &["ca", "add", "B.crt"]).ok();
+    // ca export: both certificates, in registration order, as a cafile.
+    let out = reg(&t, &["ca", "export"]).ok();
+    let want = format!("{}{}", t.read_str("A.crt"), t.read_str("B.crt"));
+    let der = |pem: &str| {
+        t.write("one.pem", pem);
+        t.openssl_ok(&["x509", "-in", "one.pem", "-outform", "DER", "-out", "one.der"]);
+        t.read("one.der")
+    };
+    let got = out.stdout_str();
+    let blocks: Vec<&str> = got.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let want_blocks: Vec<&str> = want.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    assert_eq!(blocks.len(), 2);
+    for (a, b) in blocks.iter().zip(&want_blocks) {
+        assert_eq!(der(a), der(b));
+    }
+    reg(&t, &["ca", "export", "-o", "cafile.pem"]).ok();
+    t.assert_mode("cafile.pem", 0o644);
+    reg(&t, &["ca", "export", "-o", "cafile.pem"]).fails_naming(&["cafile.pem"]);
+
+    let a1 = issue_dev(&t, "A", "a1", true);
+    let b1 = issue_dev(&t, "B", "b1", true);
+    issue_dev(&t, "B", "b2", true);
+    reg(&t, &["device", "deactivate", &a1]).ok();
+    reg(&t, &["device", "revoke", &b1, "--reason", "superseded"]).ok();
+
+    let both = ["crl", "--ca", "A.crt", "--ca-key", "A.key", "--ca", "B.crt", "--ca-key", "B.key", "-o", "fleet.crl"];
+    reg(&t, &both).ok();
+    // One file, one CRL per CA, each verified by OpenSSL and Python.
+    let parts = split_crls(&t, "fleet.crl", "part");
+    assert_eq!(parts.len(), 2);
+    let (n_a, entries) = python_crl(&t, &parts[0], "A.crt");
+    assert_eq!(entries, vec![format!("{a1}:certificate_hold")]);
+    let (_, entries) = python_crl(&t, &parts[1], "B.crt");
+    assert_eq!(entries, vec![format!("{b1}:superseded")]);
+    assert_eq!(openssl_reasons(&t, &parts[1]), vec![format!("{b1}: Superseded")]);
+    // A broker with the exported cafile and this one crlfile.
+    for (dev, ok) in [("a1", false), ("b1", false), ("b2", true)] {
+        assert_eq!(openssl_crl_check(&t, "cafile.pem", "fleet.crl", &format!("{dev}/client.crt")), ok, "{dev}");
+    }
+    // The file it wrote for these CAs is replaced without --force, in
+    // either order; the CRL numbers go on.
+    reg(&t, &both).ok();
+    reg(&t, &["crl", "--ca", "B.crt", "--ca-key", "B.key", "--ca", "A.crt", "--ca-key", "A.key", "-o", "fleet.crl"]).ok();
+    let parts = split_crls(&t, "fleet.crl", "again");
+    let (n_a2, _) = python_crl(&t, &parts[1], "A.crt");
+    assert!(n_a2 > n_a, "CRL number {n_a2} after {n_a}");
+    // Not for a subset of them (B's CRL would be lost) nor other files.
+    let before = t.read("fleet.crl");
+    reg(&t, &["crl", "--ca", "A.crt", "--ca-key", "A.key", "-o", "fleet.crl"]).fails_naming(&["fleet.crl", "exists"]);
+    assert_eq!(t.read("fleet.crl"), before);
+    reg(&t, &["crl", "--ca", "A.crt", "--ca-key", "A.key", "-o", "cafile.pem"]).fails_naming(&["cafile.pem"]);
+    // Pairs must match; DER holds one CRL.
+    reg(&t, &["crl", "--ca", "A.crt", "--ca", "B.crt", "--ca-key", "A.key", "-o", "x.crl"]).usage_error();
+    let mut der = both.to_vec();
+    der.extend_from_slice(&["--der", "--force"]);
+    reg(&t, &der).usage_error();
+    assert_eq!(t.read("fleet.crl"), before);
+    t.assert_no_file("x.crl");
+}
