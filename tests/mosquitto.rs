@@ -227,8 +227,16 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         .trim_start_matches("serial=")
         .to_string();
     crl(&t);
-    t.devcert(&["registry", "--db", "reg.db", "ca", "export", "-o", "cafile.pem"])
-        .ok();
+    t.devcert(&[
+        "registry",
+        "--db",
+        "reg.db",
+        "ca",
+        "export",
+        "-o",
+        "cafile.pem",
+    ])
+    .ok();
     let broker = Broker::start(&t, &exe, "cafile.pem");
 
     // Active: publishes and receives.
@@ -317,7 +325,10 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
     let reg_cmd = |args: &[&str]| t.devcert(&[&["registry", "--db", "reg.db"][..], args].concat());
     reg_cmd(&["device", "revoke", "dev-a/client.crt"]).ok();
     let crl_again = || {
-        reg_cmd(&["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+        reg_cmd(&[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ])
+        .ok();
     };
     crl_again();
     broker.reload();
@@ -331,7 +342,10 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         !broker.publish(&t, "dev-a", "fleet/a", "x"),
         "a revoked device was admitted once deleted"
     );
-    assert!(broker.publish(&t, "dev-b", "fleet/b", "still"), "dev-b refused");
+    assert!(
+        broker.publish(&t, "dev-b", "fleet/b", "still"),
+        "dev-b refused"
+    );
     let out = reg_cmd(&["auth", "dev-a/client_chain.crt"]).code(3);
     assert!(out.stdout_str().contains("revoked"), "{}", out.describe());
     reg_cmd(&["device", "show", &serial_a]).fails();

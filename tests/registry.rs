@@ -375,7 +375,13 @@ fn device_flow_crl_and_openssl_crl_check() {
     reg(
         &t,
         &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "notes.crl",
+            "crl",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "-o",
+            "notes.crl",
         ],
     )
     .fails_naming(&["notes.crl", "exists"]);
@@ -461,7 +467,10 @@ fn unknown_serials_and_empty_queries() {
     }
     reg(&t, &["device", "show", "xyz"]).usage_error();
     reg(&t, &["device", "list", "--status", "retired"]).usage_error();
-    let empty = json(reg(&t, &["device", "list", "--status", "revoked", "--json"]));
+    let empty = json(reg(
+        &t,
+        &["device", "list", "--status", "revoked", "--json"],
+    ));
     assert_eq!(empty, serde_json::json!([]));
     reg(
         &t,
@@ -981,42 +990,96 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     let mut dups = Vec::new();
     for dir in ["dup-a", "dup-b"] {
         t.devcert(&[
-            "issue", "--cn", "twin", "--ca", "CA.crt", "--ca-key", "CA.key", "--registry",
-            "reg.db", "--out-dir", dir,
+            "issue",
+            "--cn",
+            "twin",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--registry",
+            "reg.db",
+            "--out-dir",
+            dir,
         ])
         .ok();
         dups.push(openssl_serial(&t, &format!("{dir}/client.crt")));
     }
 
     // list --cn is exact; --subject-contains ignores ASCII case.
-    let one = json(reg(&t, &["device", "list", "--cn", "sensor-0001", "--json"]));
+    let one = json(reg(
+        &t,
+        &["device", "list", "--cn", "sensor-0001", "--json"],
+    ));
     assert_eq!(serials(&one), vec![s1.clone()]);
-    assert!(json(reg(&t, &["device", "list", "--cn", "sensor-000", "--json"]))
-        .as_array()
-        .unwrap()
-        .is_empty());
-    let sensors = json(reg(&t, &["device", "list", "--subject-contains", "SENSOR-000", "--json"]));
+    assert!(
+        json(reg(&t, &["device", "list", "--cn", "sensor-000", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let sensors = json(reg(
+        &t,
+        &[
+            "device",
+            "list",
+            "--subject-contains",
+            "SENSOR-000",
+            "--json",
+        ],
+    ));
     let mut want = vec![s1.clone(), s2.clone(), s3.clone()];
     want.sort();
     assert_eq!(serials(&sensors), want);
     let mut twins = dups.clone();
     twins.sort();
-    assert_eq!(serials(&json(reg(&t, &["device", "list", "--cn", "twin", "--json"]))), twins);
+    assert_eq!(
+        serials(&json(reg(
+            &t,
+            &["device", "list", "--cn", "twin", "--json"]
+        ))),
+        twins
+    );
 
     // show by --cn, by certificate file; an ambiguous CN lists the matches.
-    let d = json(reg(&t, &["device", "show", "--cn", "sensor-0002", "--json"]));
+    let d = json(reg(
+        &t,
+        &["device", "show", "--cn", "sensor-0002", "--json"],
+    ));
     assert_eq!(d["serial"], s2.as_str());
-    let d = json(reg(&t, &["device", "show", "sensor-0003/client.crt", "--json"]));
+    let d = json(reg(
+        &t,
+        &["device", "show", "sensor-0003/client.crt", "--json"],
+    ));
     assert_eq!(d["serial"], s3.as_str());
     reg(&t, &["device", "show", "--cn", "twin"]).fails_naming(&[&dups[0], &dups[1], "twin"]);
     reg(&t, &["device", "deactivate", "--cn", "nobody"]).fails_naming(&["nobody"]);
     reg(&t, &["device", "show", "missing/client.crt"]).fails_naming(&["missing/client.crt"]);
     reg(&t, &["device", "show", "--cn", "twin", "ABCD"]).usage_error();
     // A certificate file with a registered serial but another certificate.
-    t.devcert(&["csr", "--new-key", "ec", "--subject", "/CN=sensor-0001", "--key-out", "clone.key", "-o", "clone.csr"])
-        .ok();
     t.devcert(&[
-        "sign", "--csr", "clone.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &s1, "-o",
+        "csr",
+        "--new-key",
+        "ec",
+        "--subject",
+        "/CN=sensor-0001",
+        "--key-out",
+        "clone.key",
+        "-o",
+        "clone.csr",
+    ])
+    .ok();
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "clone.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--serial",
+        &s1,
+        "-o",
         "clone.crt",
     ])
     .ok();
@@ -1026,7 +1089,11 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     // one revoked with another reason.
     reg(&t, &["device", "deactivate", "--cn", "sensor-0001"]).ok();
     reg(&t, &["device", "revoke", "sensor-0002/client.crt"]).ok();
-    reg(&t, &["device", "revoke", &s3, "--reason", "cessationOfOperation"]).ok();
+    reg(
+        &t,
+        &["device", "revoke", &s3, "--reason", "cessationOfOperation"],
+    )
+    .ok();
     reg(&t, &["device", "revoke", &s3, "--reason", "bogus"]).usage_error();
     let d = json(reg(&t, &["device", "show", &s2, "--json"]));
     assert_eq!(d["status"], "revoked");
@@ -1034,9 +1101,17 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     assert!(unix(d["revoked_at"].as_str().unwrap()) > 0);
     let mut revoked = vec![s2.clone(), s3.clone()];
     revoked.sort();
-    assert_eq!(serials(&json(reg(&t, &["device", "list", "--status", "revoked", "--json"]))), revoked);
+    assert_eq!(
+        serials(&json(reg(
+            &t,
+            &["device", "list", "--status", "revoked", "--json"]
+        ))),
+        revoked
+    );
     // Revoking again keeps the first reason.
-    reg(&t, &["device", "revoke", &s3]).ok().stderr_has("already revoked");
+    reg(&t, &["device", "revoke", &s3])
+        .ok()
+        .stderr_has("already revoked");
     assert_eq!(
         json(reg(&t, &["device", "show", &s3, "--json"]))["revocation_reason"],
         "cessationOfOperation"
@@ -1049,14 +1124,22 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     reg(&t, &["device", "delete", &s1])
         .fails_naming(&[&s1, "inactive"])
         .stderr_has("device revoke");
-    assert_eq!(json(reg(&t, &["device", "show", &s1, "--json"]))["status"], "inactive");
+    assert_eq!(
+        json(reg(&t, &["device", "show", &s1, "--json"]))["status"],
+        "inactive"
+    );
     // A revoked device is deleted, but its revocation stays.
-    reg(&t, &["device", "delete", &s2]).ok().stderr_has("revocation is kept");
+    reg(&t, &["device", "delete", &s2])
+        .ok()
+        .stderr_has("revocation is kept");
     reg(&t, &["device", "show", &s2]).fails_naming(&[&s2, "revoked"]);
 
     // auth refuses both revoked devices, the deleted one too, and does not
     // register it again; --dry-run says the same.
-    for (file, serial) in [("sensor-0002/client.crt", &s2), ("sensor-0003/client.crt", &s3)] {
+    for (file, serial) in [
+        ("sensor-0002/client.crt", &s2),
+        ("sensor-0003/client.crt", &s3),
+    ] {
         for dry in [false, true] {
             let mut args = vec!["auth", file];
             if dry {
@@ -1075,7 +1158,13 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
 
     // The CRL: certificateHold for the held device, the revocation reasons
     // for the revoked ones (also the deleted one), per OpenSSL and Python.
-    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
     let mut want = vec![
         format!("{s1}: Certificate Hold"),
         format!("{s2}: Key Compromise"),
@@ -1105,8 +1194,17 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     }
     // --force deletes an inactive device; it leaves the CRL.
     reg(&t, &["device", "delete", "--cn", "sensor-0001", "--force"]).ok();
-    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
-    let mut want = vec![format!("{s2}: Key Compromise"), format!("{s3}: Cessation Of Operation")];
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
+    let mut want = vec![
+        format!("{s2}: Key Compromise"),
+        format!("{s3}: Cessation Of Operation"),
+    ];
     want.sort();
     assert_eq!(openssl_reasons(&t, "ca.crl"), want);
 }
@@ -1119,15 +1217,34 @@ fn auth_dry_run_writes_nothing() {
     let s = issue_dev(&t, "CA", "dev", false);
     let before = t.read("reg.db");
     let out = reg(&t, &["auth", "--dry-run", "dev/client.crt"]).code(0);
-    assert!(out.stdout_str().contains("would be registered"), "{}", out.describe());
+    assert!(
+        out.stdout_str().contains("would be registered"),
+        "{}",
+        out.describe()
+    );
     let v = json(reg(&t, &["auth", "--dry-run", "--json", "dev/client.crt"]).code(0));
-    assert_eq!((v["ok"].clone(), v["registered"].clone(), v["dry_run"].clone()), (true.into(), true.into(), true.into()));
+    assert_eq!(
+        (
+            v["ok"].clone(),
+            v["registered"].clone(),
+            v["dry_run"].clone()
+        ),
+        (true.into(), true.into(), true.into())
+    );
     assert_eq!(t.read("reg.db"), before, "--dry-run changed the database");
-    assert!(json(reg(&t, &["device", "list", "--json"])).as_array().unwrap().is_empty());
+    assert!(
+        json(reg(&t, &["device", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // The real decision registers it; a dry run of a known device says so.
     reg(&t, &["auth", "dev/client.crt"]).code(0);
     let v = json(reg(&t, &["auth", "--dry-run", "--json", "dev/client.crt"]).code(0));
-    assert_eq!((v["serial"].as_str(), v["registered"].as_bool()), (Some(s.as_str()), Some(false)));
+    assert_eq!(
+        (v["serial"].as_str(), v["registered"].as_bool()),
+        (Some(s.as_str()), Some(false))
+    );
     reg(&t, &["device", "deactivate", &s]).ok();
     reg(&t, &["auth", "--dry-run", "dev/client.crt"]).code(3);
 }
@@ -1144,18 +1261,40 @@ fn openssl_ca_cert(
     signer: Option<(&str, &str)>,
 ) {
     if !t.exists(key) {
-        t.openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key]);
+        t.openssl_ok(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            key,
+        ]);
     }
     let ext = [
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
     ];
     match signer {
         None => {
             let mut args = vec![
-                "req", "-x509", "-new", "-key", key, "-subj", subject, "-set_serial", serial,
-                "-days", days, "-out", out,
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                key,
+                "-subj",
+                subject,
+                "-set_serial",
+                serial,
+                "-days",
+                days,
+                "-out",
+                out,
             ];
             args.extend_from_slice(&ext);
             t.openssl_ok(&args);
@@ -1168,8 +1307,22 @@ fn openssl_ca_cert(
                 "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
             );
             t.openssl_ok(&[
-                "x509", "-req", "-in", &csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", serial,
-                "-days", days, "-extfile", "ca-ext.cnf", "-out", out,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                ca,
+                "-CAkey",
+                ca_key,
+                "-set_serial",
+                serial,
+                "-days",
+                days,
+                "-extfile",
+                "ca-ext.cnf",
+                "-out",
+                out,
             ]);
         }
     }
@@ -1179,13 +1332,53 @@ fn openssl_ca_cert(
 fn renewed_and_cross_signed_cas_are_one_issuer_rekeyed_is_another() {
     let t = TestDir::new();
     // v1 and its renewal v2: same name and key, new serial and dates.
-    openssl_ca_cert(&t, "v1.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1001", "30", None);
-    openssl_ca_cert(&t, "v2.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1002", "3650", None);
+    openssl_ca_cert(
+        &t,
+        "v1.crt",
+        "ca.key",
+        "/O=Fleet/CN=Renew CA",
+        "0x1001",
+        "30",
+        None,
+    );
+    openssl_ca_cert(
+        &t,
+        "v2.crt",
+        "ca.key",
+        "/O=Fleet/CN=Renew CA",
+        "0x1002",
+        "3650",
+        None,
+    );
     // The same name and key cross-signed by another root.
-    openssl_ca_cert(&t, "root.crt", "root.key", "/CN=Other Root", "0x2001", "3650", None);
-    openssl_ca_cert(&t, "x.crt", "ca.key", "/O=Fleet/CN=Renew CA", "0x1003", "3650", Some(("root.crt", "root.key")));
+    openssl_ca_cert(
+        &t,
+        "root.crt",
+        "root.key",
+        "/CN=Other Root",
+        "0x2001",
+        "3650",
+        None,
+    );
+    openssl_ca_cert(
+        &t,
+        "x.crt",
+        "ca.key",
+        "/O=Fleet/CN=Renew CA",
+        "0x1003",
+        "3650",
+        Some(("root.crt", "root.key")),
+    );
     // Re-keyed: same name, new key: another issuer.
-    openssl_ca_cert(&t, "rk.crt", "rk.key", "/O=Fleet/CN=Renew CA", "0x1004", "3650", None);
+    openssl_ca_cert(
+        &t,
+        "rk.crt",
+        "rk.key",
+        "/O=Fleet/CN=Renew CA",
+        "0x1004",
+        "3650",
+        None,
+    );
     let sn = |f: &str| openssl_serial(&t, f);
     let (v1, v2, x, rk) = (sn("v1.crt"), sn("v2.crt"), sn("x.crt"), sn("rk.crt"));
 
@@ -1193,16 +1386,32 @@ fn renewed_and_cross_signed_cas_are_one_issuer_rekeyed_is_another() {
     // Devices issued under v1 while it was the only certificate.
     let issue = |ca: &str, key: &str, cn: &str| {
         t.devcert(&[
-            "issue", "--cn", cn, "--ca", ca, "--ca-key", key, "--registry", "reg.db", "--out-dir", cn,
+            "issue",
+            "--cn",
+            cn,
+            "--ca",
+            ca,
+            "--ca-key",
+            key,
+            "--registry",
+            "reg.db",
+            "--out-dir",
+            cn,
         ])
         .ok();
         openssl_serial(&t, &format!("{cn}/client.crt"))
     };
     let d1 = issue("v1.crt", "ca.key", "d1");
     let d2 = issue("v1.crt", "ca.key", "d2");
-    reg(&t, &["ca", "add", "v2.crt"]).ok().stderr_has(&format!("same issuer (name and key) as registered CA {v1}"));
-    reg(&t, &["ca", "add", "x.crt"]).ok().stderr_has("same issuer");
-    reg(&t, &["ca", "add", "rk.crt"]).ok().stderr_has(&format!("same name as registered CA {v1}, different key"));
+    reg(&t, &["ca", "add", "v2.crt"])
+        .ok()
+        .stderr_has(&format!("same issuer (name and key) as registered CA {v1}"));
+    reg(&t, &["ca", "add", "x.crt"])
+        .ok()
+        .stderr_has("same issuer");
+    reg(&t, &["ca", "add", "rk.crt"])
+        .ok()
+        .stderr_has(&format!("same name as registered CA {v1}, different key"));
     let d3 = issue("v2.crt", "ca.key", "d3");
     let d4 = issue("rk.crt", "rk.key", "d4");
     let d5 = issue("rk.crt", "rk.key", "d5");
@@ -1225,14 +1434,29 @@ fn renewed_and_cross_signed_cas_are_one_issuer_rekeyed_is_another() {
     }
     let mut new_key = vec![d4.clone(), d5.clone()];
     new_key.sort();
-    assert_eq!(serials(&json(reg(&t, &["device", "list", "--ca-serial", &rk, "--json"]))), new_key);
+    assert_eq!(
+        serials(&json(reg(
+            &t,
+            &["device", "list", "--ca-serial", &rk, "--json"]
+        ))),
+        new_key
+    );
 
     // The CRL made with the renewal (or the cross-signed certificate)
     // lists the device held under v1 and the revoked one; not the
     // re-keyed CA's device. Checked by OpenSSL and Python.
     for ca in ["v2.crt", "x.crt"] {
-        reg(&t, &["crl", "--ca", ca, "--ca-key", "ca.key", "-o", "old.crl", "--force"]).ok();
-        let mut want = vec![format!("{d1}: Certificate Hold"), format!("{d3}: Key Compromise")];
+        reg(
+            &t,
+            &[
+                "crl", "--ca", ca, "--ca-key", "ca.key", "-o", "old.crl", "--force",
+            ],
+        )
+        .ok();
+        let mut want = vec![
+            format!("{d1}: Certificate Hold"),
+            format!("{d3}: Key Compromise"),
+        ];
         want.sort();
         assert_eq!(openssl_reasons(&t, "old.crl"), want, "CRL made with {ca}");
         let (_, entries) = python_crl(&t, "old.crl", ca);
@@ -1242,24 +1466,60 @@ fn renewed_and_cross_signed_cas_are_one_issuer_rekeyed_is_another() {
     assert!(!openssl_crl_check(&t, "v2.crt", "old.crl", "d1/client.crt"));
     assert!(openssl_crl_check(&t, "v2.crt", "old.crl", "d2/client.crt"));
     // v1 and v2 in one run: one issuer, given twice.
-    reg(&t, &["crl", "--ca", "v1.crt", "--ca-key", "ca.key", "--ca", "v2.crt", "--ca-key", "ca.key", "-o", "two.crl"])
-        .usage_error();
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "v1.crt", "--ca-key", "ca.key", "--ca", "v2.crt", "--ca-key", "ca.key",
+            "-o", "two.crl",
+        ],
+    )
+    .usage_error();
     // Both issuers of that name in one file, and both CAs in the broker's
     // cafile: OpenSSL picks each device's CRL by key.
-    reg(&t, &["crl", "--ca", "v2.crt", "--ca-key", "ca.key", "--ca", "rk.crt", "--ca-key", "rk.key", "-o", "all.crl"]).ok();
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "v2.crt", "--ca-key", "ca.key", "--ca", "rk.crt", "--ca-key", "rk.key",
+            "-o", "all.crl",
+        ],
+    )
+    .ok();
     reg(&t, &["ca", "export", "-o", "cafile.pem"]).ok();
     assert_eq!(t.read_str("all.crl").matches("BEGIN X509 CRL").count(), 2);
-    for (dev, ok) in [("d1", false), ("d2", true), ("d3", false), ("d4", false), ("d5", true)] {
-        assert_eq!(openssl_crl_check(&t, "cafile.pem", "all.crl", &format!("{dev}/client.crt")), ok, "{dev}");
+    for (dev, ok) in [
+        ("d1", false),
+        ("d2", true),
+        ("d3", false),
+        ("d4", false),
+        ("d5", true),
+    ] {
+        assert_eq!(
+            openssl_crl_check(&t, "cafile.pem", "all.crl", &format!("{dev}/client.crt")),
+            ok,
+            "{dev}"
+        );
     }
     // auth agrees, whichever certificate issued the device.
     for (dev, code) in [("d1", 3), ("d2", 0), ("d3", 3), ("d4", 3), ("d5", 0)] {
         reg(&t, &["auth", "--dry-run", &format!("{dev}/client.crt")]).code(code);
     }
     // A same-name CA with yet another key, not registered: named as such.
-    openssl_ca_cert(&t, "imp.crt", "imp.key", "/O=Fleet/CN=Renew CA", "0x1005", "30", None);
-    reg(&t, &["crl", "--ca", "imp.crt", "--ca-key", "imp.key", "-o", "imp.crl"])
-        .fails_naming(&["imp.crt", "same name as registered CA", "different key"]);
+    openssl_ca_cert(
+        &t,
+        "imp.crt",
+        "imp.key",
+        "/O=Fleet/CN=Renew CA",
+        "0x1005",
+        "30",
+        None,
+    );
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "imp.crt", "--ca-key", "imp.key", "-o", "imp.crl",
+        ],
+    )
+    .fails_naming(&["imp.crt", "same name as registered CA", "different key"]);
     t.assert_no_file("imp.crl");
 }
 
@@ -1268,12 +1528,34 @@ fn negative_and_zero_serials_are_refused_where_certificates_enter() {
     let t = TestDir::new();
     devcert_ca(&t, "CA", "/CN=Serial CA");
     reg(&t, &["ca", "add", "CA.crt"]).ok();
-    t.openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "d.key"]);
-    t.openssl_ok(&["req", "-new", "-key", "d.key", "-subj", "/CN=neg", "-out", "d.csr"]);
+    t.openssl_ok(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "d.key",
+    ]);
+    t.openssl_ok(&[
+        "req", "-new", "-key", "d.key", "-subj", "/CN=neg", "-out", "d.csr",
+    ]);
     for (serial, file, printed) in [("-1234", "neg.crt", "-04D2"), ("0", "zero.crt", "zero")] {
         t.openssl_ok(&[
-            "x509", "-req", "-in", "d.csr", "-CA", "CA.crt", "-CAkey", "CA.key", "-set_serial", serial,
-            "-days", "30", "-out", file,
+            "x509",
+            "-req",
+            "-in",
+            "d.csr",
+            "-CA",
+            "CA.crt",
+            "-CAkey",
+            "CA.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "30",
+            "-out",
+            file,
         ]);
         // OpenSSL makes and accepts it...
         t.assert_openssl_verify(&["-CAfile", "CA.crt"], file);
@@ -1290,15 +1572,29 @@ fn negative_and_zero_serials_are_refused_where_certificates_enter() {
         // revoke by certificate file cannot register it either.
         reg(&t, &["device", "revoke", file]).fails_naming(&[file, printed]);
     }
-    assert!(json(reg(&t, &["device", "list", "--json"])).as_array().unwrap().is_empty());
+    assert!(
+        json(reg(&t, &["device", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // A CA with a negative serial is refused too.
     openssl_ca_cert(&t, "negca.crt", "negca.key", "/CN=Neg CA", "-5", "30", None);
     reg(&t, &["ca", "add", "negca.crt"]).fails_naming(&["negca.crt", "-05"]);
     // The CA's CRL is made as before.
     let s = issue_dev(&t, "CA", "ok", true);
     reg(&t, &["device", "deactivate", &s]).ok();
-    reg(&t, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
-    assert_eq!(openssl_reasons(&t, "ca.crl"), vec![format!("{s}: Certificate Hold")]);
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        openssl_reasons(&t, "ca.crl"),
+        vec![format!("{s}: Certificate Hold")]
+    );
 }
 
 #[test]
@@ -1308,27 +1604,67 @@ fn serials_are_unique_across_cas_and_devices() {
     reg(&t, &["ca", "add", "CA.crt"]).ok();
     let ca_serial = openssl_serial(&t, "CA.crt");
     // sign --serial <the CA's serial> --registry: refused, nothing written.
-    t.devcert(&["csr", "--new-key", "ec", "--subject", "/CN=dev", "--key-out", "d.key", "-o", "d.csr"]).ok();
     t.devcert(&[
-        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &ca_serial,
-        "--registry", "reg.db", "-o", "d.crt",
+        "csr",
+        "--new-key",
+        "ec",
+        "--subject",
+        "/CN=dev",
+        "--key-out",
+        "d.key",
+        "-o",
+        "d.csr",
+    ])
+    .ok();
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "d.csr",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--serial",
+        &ca_serial,
+        "--registry",
+        "reg.db",
+        "-o",
+        "d.crt",
     ])
     .fails_naming(&[&ca_serial, "registered CA"]);
     t.assert_no_file("d.crt");
     // The same certificate made without the registry: device add and auth refuse it.
     t.devcert(&[
-        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &ca_serial, "-o",
-        "d.crt",
+        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--serial", &ca_serial,
+        "-o", "d.crt",
     ])
     .ok();
     reg(&t, &["device", "add", "d.crt"]).fails_naming(&[&ca_serial, "registered CA"]);
     let out = reg(&t, &["auth", "d.crt"]).code(3);
-    assert!(out.stdout_str().contains("registered CA"), "{}", out.describe());
+    assert!(
+        out.stdout_str().contains("registered CA"),
+        "{}",
+        out.describe()
+    );
     // And the other way: a CA whose serial is a registered device's.
     let dev = issue_dev(&t, "CA", "dev", true);
-    openssl_ca_cert(&t, "clash.crt", "clash.key", "/CN=Clash CA", &format!("0x{dev}"), "30", None);
+    openssl_ca_cert(
+        &t,
+        "clash.crt",
+        "clash.key",
+        "/CN=Clash CA",
+        &format!("0x{dev}"),
+        "30",
+        None,
+    );
     reg(&t, &["ca", "add", "clash.crt"]).fails_naming(&[&dev, "registered device"]);
-    assert_eq!(json(reg(&t, &["ca", "list", "--json"])).as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(reg(&t, &["ca", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // The database itself refuses it, whatever writes to it (Python's sqlite3).
     let script = r#"
 import sqlite3, sys
@@ -1340,8 +1676,15 @@ try:
 except sqlite3.IntegrityError as e:
     print("refused:", e)
 "#;
-    let out = Cmd::new(t.root(), "python3").args(["-c", script, "reg.db", &ca_serial]).run().ok();
-    assert!(out.stdout_str().starts_with("refused: UNIQUE"), "{}", out.describe());
+    let out = Cmd::new(t.root(), "python3")
+        .args(["-c", script, "reg.db", &ca_serial])
+        .run()
+        .ok();
+    assert!(
+        out.stdout_str().starts_with("refused: UNIQUE"),
+        "{}",
+        out.describe()
+    );
 }
 
 /// The PEM blocks of a CRL file, each written to `{prefix}-N.crl`.
@@ -1373,12 +1716,16 @@ fn ca_export_and_one_crl_file_for_several_cas() {
     let want = format!("{}{}", t.read_str("A.crt"), t.read_str("B.crt"));
     let der = |pem: &str| {
         t.write("one.pem", pem);
-        t.openssl_ok(&["x509", "-in", "one.pem", "-outform", "DER", "-out", "one.der"]);
+        t.openssl_ok(&[
+            "x509", "-in", "one.pem", "-outform", "DER", "-out", "one.der",
+        ]);
         t.read("one.der")
     };
     let got = out.stdout_str();
     let blocks: Vec<&str> = got.split_inclusive("-----END CERTIFICATE-----\n").collect();
-    let want_blocks: Vec<&str> = want.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let want_blocks: Vec<&str> = want
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
     assert_eq!(blocks.len(), 2);
     for (a, b) in blocks.iter().zip(&want_blocks) {
         assert_eq!(der(a), der(b));
@@ -1393,7 +1740,19 @@ fn ca_export_and_one_crl_file_for_several_cas() {
     reg(&t, &["device", "deactivate", &a1]).ok();
     reg(&t, &["device", "revoke", &b1, "--reason", "superseded"]).ok();
 
-    let both = ["crl", "--ca", "A.crt", "--ca-key", "A.key", "--ca", "B.crt", "--ca-key", "B.key", "-o", "fleet.crl"];
+    let both = [
+        "crl",
+        "--ca",
+        "A.crt",
+        "--ca-key",
+        "A.key",
+        "--ca",
+        "B.crt",
+        "--ca-key",
+        "B.key",
+        "-o",
+        "fleet.crl",
+    ];
     reg(&t, &both).ok();
     // One file, one CRL per CA, each verified by OpenSSL and Python.
     let parts = split_crls(&t, "fleet.crl", "part");
@@ -1402,25 +1761,78 @@ fn ca_export_and_one_crl_file_for_several_cas() {
     assert_eq!(entries, vec![format!("{a1}:certificate_hold")]);
     let (_, entries) = python_crl(&t, &parts[1], "B.crt");
     assert_eq!(entries, vec![format!("{b1}:superseded")]);
-    assert_eq!(openssl_reasons(&t, &parts[1]), vec![format!("{b1}: Superseded")]);
+    assert_eq!(
+        openssl_reasons(&t, &parts[1]),
+        vec![format!("{b1}: Superseded")]
+    );
     // A broker with the exported cafile and this one crlfile.
     for (dev, ok) in [("a1", false), ("b1", false), ("b2", true)] {
-        assert_eq!(openssl_crl_check(&t, "cafile.pem", "fleet.crl", &format!("{dev}/client.crt")), ok, "{dev}");
+        assert_eq!(
+            openssl_crl_check(&t, "cafile.pem", "fleet.crl", &format!("{dev}/client.crt")),
+            ok,
+            "{dev}"
+        );
     }
     // The file it wrote for these CAs is replaced without --force, in
     // either order; the CRL numbers go on.
     reg(&t, &both).ok();
-    reg(&t, &["crl", "--ca", "B.crt", "--ca-key", "B.key", "--ca", "A.crt", "--ca-key", "A.key", "-o", "fleet.crl"]).ok();
+    reg(
+        &t,
+        &[
+            "crl",
+            "--ca",
+            "B.crt",
+            "--ca-key",
+            "B.key",
+            "--ca",
+            "A.crt",
+            "--ca-key",
+            "A.key",
+            "-o",
+            "fleet.crl",
+        ],
+    )
+    .ok();
     let parts = split_crls(&t, "fleet.crl", "again");
     let (n_a2, _) = python_crl(&t, &parts[1], "A.crt");
     assert!(n_a2 > n_a, "CRL number {n_a2} after {n_a}");
     // Not for a subset of them (B's CRL would be lost) nor other files.
     let before = t.read("fleet.crl");
-    reg(&t, &["crl", "--ca", "A.crt", "--ca-key", "A.key", "-o", "fleet.crl"]).fails_naming(&["fleet.crl", "exists"]);
+    reg(
+        &t,
+        &[
+            "crl",
+            "--ca",
+            "A.crt",
+            "--ca-key",
+            "A.key",
+            "-o",
+            "fleet.crl",
+        ],
+    )
+    .fails_naming(&["fleet.crl", "exists"]);
     assert_eq!(t.read("fleet.crl"), before);
-    reg(&t, &["crl", "--ca", "A.crt", "--ca-key", "A.key", "-o", "cafile.pem"]).fails_naming(&["cafile.pem"]);
+    reg(
+        &t,
+        &[
+            "crl",
+            "--ca",
+            "A.crt",
+            "--ca-key",
+            "A.key",
+            "-o",
+            "cafile.pem",
+        ],
+    )
+    .fails_naming(&["cafile.pem"]);
     // Pairs must match; DER holds one CRL.
-    reg(&t, &["crl", "--ca", "A.crt", "--ca", "B.crt", "--ca-key", "A.key", "-o", "x.crl"]).usage_error();
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "A.crt", "--ca", "B.crt", "--ca-key", "A.key", "-o", "x.crl",
+        ],
+    )
+    .usage_error();
     let mut der = both.to_vec();
     der.extend_from_slice(&["--der", "--force"]);
     reg(&t, &der).usage_error();

@@ -93,7 +93,11 @@ enum CaCommand {
 #[derive(Args)]
 struct DeviceName {
     /// The device's serial (hex) or the path of its certificate file
-    #[arg(value_name = "SN|CERT", required_unless_present = "cn", conflicts_with = "cn")]
+    #[arg(
+        value_name = "SN|CERT",
+        required_unless_present = "cn",
+        conflicts_with = "cn"
+    )]
     device: Option<String>,
     /// The device whose subject has this common name (exactly one must match)
     #[arg(long, value_name = "CN")]
@@ -114,7 +118,9 @@ enum DeviceCommand {
     )]
     List(ListArgs),
     /// Show one device
-    #[command(after_help = "Examples:\n  devcert registry device show 4B1C... --json\n  devcert registry device show --cn sensor-0042")]
+    #[command(
+        after_help = "Examples:\n  devcert registry device show 4B1C... --json\n  devcert registry device show --cn sensor-0042"
+    )]
     Show {
         #[command(flatten)]
         name: DeviceName,
@@ -149,7 +155,9 @@ enum DeviceCommand {
         reason: RevokeReason,
     },
     /// Forget a device (`auth` registers it again on its next connection, unless revoked)
-    #[command(after_help = "Examples:\n  devcert registry device delete 4B1C...\n  devcert registry device delete --cn old-sensor --force   # an inactive one")]
+    #[command(
+        after_help = "Examples:\n  devcert registry device delete 4B1C...\n  devcert registry device delete --cn old-sensor --force   # an inactive one"
+    )]
     Delete {
         #[command(flatten)]
         name: DeviceName,
@@ -230,11 +238,15 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
                 Added::AlreadyRegistered => note!("CA {serial} was already registered"),
             }
             if let Some(other) = reg.same_issuer_as(&ca)? {
-                note!("same issuer (name and key) as registered CA {other}: they share devices and CRLs");
+                note!(
+                    "same issuer (name and key) as registered CA {other}: they share devices and CRLs"
+                );
             } else if let Some(other) =
                 reg.same_name_other_key(tbs.subject(), Some(tbs.subject_public_key_info()))?
             {
-                note!("same name as registered CA {other}, different key: a separate issuer, with its own devices and CRL");
+                note!(
+                    "same name as registered CA {other}, different key: a separate issuer, with its own devices and CRL"
+                );
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
@@ -288,7 +300,10 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
                 }))?;
             } else {
                 let line = match &decision {
-                    Decision::Accepted { serial, registered: true } if args.dry_run => format!(
+                    Decision::Accepted {
+                        serial,
+                        registered: true,
+                    } if args.dry_run => format!(
                         "ACCEPTED: device {serial} would be registered as active (dry run: nothing written)"
                     ),
                     d => d.to_string(),
@@ -389,7 +404,10 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
             if let DeviceRef::Cert(cert) = &device
                 && reg.add_device(cert)? == Added::New
             {
-                note!("registered device {}", devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number()));
+                note!(
+                    "registered device {}",
+                    devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number())
+                );
             }
             let serial = reg.resolve_device(&device)?;
             if reg.revoke_device(&serial, reason)? {
@@ -487,12 +505,11 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     if a.der && a.ca.len() > 1 {
         super::usage("--der writes one CRL: give one --ca, or write PEM".into());
     }
-    let cas = a
-        .ca
-        .iter()
-        .zip(&a.ca_key)
-        .map(|(ca, key)| load_ca(ca, key, &a.pass, Digest::Sha256))
-        .collect::<Result<Vec<_>>>()?;
+    let cas =
+        a.ca.iter()
+            .zip(&a.ca_key)
+            .map(|(ca, key)| load_ca(ca, key, &a.pass, Digest::Sha256))
+            .collect::<Result<Vec<_>>>()?;
     if let Some(why) = same_issuer_twice(&cas) {
         super::usage(why);
     }

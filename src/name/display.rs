@@ -141,7 +141,10 @@ pub fn common_name_of_rfc4514(text: &str) -> Option<String> {
         while let Some(c) = chars.next() {
             match c {
                 '\\' if in_value => match chars.next() {
-                    Some(h) if h.is_ascii_hexdigit() && chars.peek().is_some_and(char::is_ascii_hexdigit) => {
+                    Some(h)
+                        if h.is_ascii_hexdigit()
+                            && chars.peek().is_some_and(char::is_ascii_hexdigit) =>
+                    {
                         let l = chars.next()?;
                         value.push(u8::from_str_radix(&format!("{h}{l}"), 16).ok()?);
                     }

@@ -193,7 +193,11 @@ pub fn authorize(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Re
 
 /// [`authorize`] writing nothing: an unknown device is reported with
 /// `registered: true` (it would be registered) but is not.
-pub fn authorize_dry_run(reg: &mut Registry, chain: &[LoadedCert], at: SystemTime) -> Result<Decision> {
+pub fn authorize_dry_run(
+    reg: &mut Registry,
+    chain: &[LoadedCert],
+    at: SystemTime,
+) -> Result<Decision> {
     judge(reg, &mut Trust::load(reg)?, chain, at, false)
 }
 
@@ -269,12 +273,16 @@ impl Registry {
         let (found, registered) = match self.device_state(&row.serial)? {
             Some(found) => (found, false),
             None => {
-                let held = standing(&self.conn, &serial).map_err(self.err("cannot read registry"))?;
+                let held =
+                    standing(&self.conn, &serial).map_err(self.err("cannot read registry"))?;
                 if let Some(why) = unregistrable(&serial, &held) {
                     return Ok(Decision::Refused(why));
                 }
                 if !write {
-                    return Ok(Decision::Accepted { serial, registered: true });
+                    return Ok(Decision::Accepted {
+                        serial,
+                        registered: true,
+                    });
                 }
                 self.register_connecting(ca_id, &row)?
             }
@@ -357,9 +365,7 @@ impl Registry {
                 vec!["?"; chunk.len()].join(",")
             );
             let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
-            let mut rows = st
-                .query(rusqlite::params_from_iter(chunk))
-                .map_err(&fail)?;
+            let mut rows = st.query(rusqlite::params_from_iter(chunk)).map_err(&fail)?;
             while let Some(r) = rows.next().map_err(&fail)? {
                 let (serial, reason): (String, String) =
                     (r.get(0).map_err(&fail)?, r.get(1).map_err(&fail)?);

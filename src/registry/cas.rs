@@ -190,7 +190,11 @@ impl Registry {
     /// The ids of every registered certificate of the issuer of CA `ca_id`.
     pub(super) fn issuer_ids(&self, ca_id: i64) -> Result<Vec<i64>> {
         let cas = self.ca_certs()?;
-        let Some(me) = cas.iter().find(|(id, _)| *id == ca_id).map(|(_, c)| IssuerId::of(c)) else {
+        let Some(me) = cas
+            .iter()
+            .find(|(id, _)| *id == ca_id)
+            .map(|(_, c)| IssuerId::of(c))
+        else {
             return Ok(Vec::new());
         };
         Ok(cas
@@ -256,7 +260,10 @@ impl Registry {
 
 // One statement each, so they move below a storage trait unchanged.
 
-fn ca_by_serial(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<Option<(i64, Vec<u8>)>> {
+fn ca_by_serial(
+    conn: &rusqlite::Connection,
+    serial: &str,
+) -> rusqlite::Result<Option<(i64, Vec<u8>)>> {
     conn.query_row(
         "SELECT id, fingerprint FROM cas WHERE serial = ?1",
         [serial],
@@ -265,7 +272,12 @@ fn ca_by_serial(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<O
     .optional()
 }
 
-fn insert_ca(conn: &rusqlite::Connection, row: &CertRow, ski: &str, der: &[u8]) -> rusqlite::Result<()> {
+fn insert_ca(
+    conn: &rusqlite::Connection,
+    row: &CertRow,
+    ski: &str,
+    der: &[u8],
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO cas (serial, subject, ski, not_before, not_after, registered_at, fingerprint, der)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -24,8 +24,8 @@ use x509_cert::serial_number::SerialNumber;
 
 use super::cas::{IssuerId, ca_key_id};
 use super::{Registry, RevokeReason};
-use crate::input::LoadedCert;
 use crate::error::{Error, ErrorKind, Result};
+use crate::input::LoadedCert;
 use crate::keys::pem_encode;
 use crate::output::{Mode, commit, refuse_existing, stage, write_stdout};
 use crate::sign::{CaSigner, verify_signed, x509_time};
@@ -102,7 +102,9 @@ fn bump_crl_number(conn: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result
 }
 
 fn crl_number(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT crl_number FROM cas WHERE id = ?1", [id], |r| r.get(0))
+    conn.query_row("SELECT crl_number FROM cas WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
 }
 
 fn held_devices(
@@ -116,8 +118,10 @@ fn held_devices(
         id_list(ids.len())
     ))?;
     let args = std::iter::once(now).chain(ids.iter().copied());
-    st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, None)))?
-        .collect()
+    st.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get(1)?, None))
+    })?
+    .collect()
 }
 
 fn revoked_devices(
@@ -175,7 +179,10 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
             Some(r) => r.crl_reason(),
         };
         let extensions = match code {
-            Some(code) => Some(vec![extension(OID_CRL_REASON, code.to_der().map_err(enc)?)?]),
+            Some(code) => Some(vec![extension(
+                OID_CRL_REASON,
+                code.to_der().map_err(enc)?,
+            )?]),
             None => None,
         };
         revoked.push(RevokedCert {
@@ -183,7 +190,10 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
             revocation_date: x509_time(UNIX_EPOCH + Duration::from_secs(at.max(0) as u64))?,
             crl_entry_extensions: extensions,
         });
-        entries.push(CrlEntry { serial, revoked: reason });
+        entries.push(CrlEntry {
+            serial,
+            revoked: reason,
+        });
     }
     let aki = AuthorityKeyIdentifier {
         key_identifier: Some(OctetString::new(ca_key_id(&ca.cert)).map_err(enc)?),
@@ -220,12 +230,17 @@ pub fn build_crl(reg: &mut Registry, ca: &CaSigner, days: u32) -> Result<Crl> {
 fn not_registered(reg: &Registry, ca: &LoadedCert) -> Result<Error> {
     let tbs = ca.cert.tbs_certificate();
     let why = match reg.same_name_other_key(tbs.subject(), Some(tbs.subject_public_key_info()))? {
-        Some(serial) => format!("this CA is not registered (same name as registered CA {serial}, different key)"),
+        Some(serial) => format!(
+            "this CA is not registered (same name as registered CA {serial}, different key)"
+        ),
         None => "this CA is not registered".into(),
     };
     Ok(Error::refused("cannot make CRL", why)
         .file(&ca.label)
-        .hint(format!("register it first: devcert registry ca add {}", ca.label)))
+        .hint(format!(
+            "register it first: devcert registry ca add {}",
+            ca.label
+        )))
 }
 
 fn extension(oid: der::asn1::ObjectIdentifier, value: Vec<u8>) -> Result<Extension> {
@@ -266,7 +281,10 @@ fn crl_blocks(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 fn signed_by(der: &[u8], ca: &CaSigner) -> Result<CertificateList, String> {
     let crl = CertificateList::from_der(der).map_err(|e| format!("unreadable CRL ({e})"))?;
     let tbs = ca.cert.cert.tbs_certificate();
-    let spki = tbs.subject_public_key_info().to_der().map_err(|e| e.to_string())?;
+    let spki = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| e.to_string())?;
     verify_signed(der, &spki)?;
     if crl.tbs_cert_list.issuer != *tbs.subject() {
         return Err("its issuer is not the CA's name".into());
@@ -337,7 +355,11 @@ pub fn is_own_crl_file(out: &str, cas: &[CaSigner]) -> bool {
 /// verified against its CA: a broker never reads a half-written file.
 pub fn write_crls(crls: &[(Crl, &CaSigner)], out: &str, der: bool, force: bool) -> Result<()> {
     if der && crls.len() != 1 {
-        return Err(Error::refused("cannot write CRL", "DER holds one CRL: give one CA, or write PEM").file(out));
+        return Err(Error::refused(
+            "cannot write CRL",
+            "DER holds one CRL: give one CA, or write PEM",
+        )
+        .file(out));
     }
     let bytes: Vec<u8> = if der {
         crls[0].0.der.clone()
@@ -352,7 +374,11 @@ pub fn write_crls(crls: &[(Crl, &CaSigner)], out: &str, der: bool, force: bool) 
         };
         let blocks = crl_blocks(bytes).map_err(bad)?;
         if blocks.len() != crls.len() {
-            return Err(bad(format!("{} CRLs read back, {} written", blocks.len(), crls.len())));
+            return Err(bad(format!(
+                "{} CRLs read back, {} written",
+                blocks.len(),
+                crls.len()
+            )));
         }
         for (block, (crl, ca)) in blocks.iter().zip(crls) {
             check_crl(block, ca, &crl.entries)

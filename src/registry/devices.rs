@@ -4,13 +4,15 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    refused, Added, CertRow, DeviceQuery, DeviceRecord, Registry, RevokeReason, Status, now, rfc3339,
+    Added, CertRow, DeviceQuery, DeviceRecord, Registry, RevokeReason, Status, now, refused,
+    rfc3339,
 };
 use crate::error::{Error, Result};
 use crate::input::LoadedCert;
 
 /// The columns of a [`DeviceRecord`], for every query that shows devices.
-const DEVICE_COLUMNS: &str = "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at,
+const DEVICE_COLUMNS: &str =
+    "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at,
             r.revoked_at, r.reason, d.first_connected_at, d.last_connected_at
      FROM devices d JOIN cas c ON c.id = d.ca_id LEFT JOIN revocations r ON r.serial = d.serial";
 
@@ -108,7 +110,10 @@ impl Registry {
             if ids.is_empty() {
                 return Ok(());
             }
-            sql.push_str(&format!(" AND d.ca_id IN ({})", vec!["?"; ids.len()].join(",")));
+            sql.push_str(&format!(
+                " AND d.ca_id IN ({})",
+                vec!["?"; ids.len()].join(",")
+            ));
             args.extend(ids.into_iter().map(Into::into));
         }
         if let Some(st) = q.status {
@@ -221,13 +226,20 @@ impl Registry {
     }
 
     fn unknown(&self, serial: &str) -> Result<Error> {
-        unknown(&self.conn, &self.label, serial, &self.err("cannot read device"))
+        unknown(
+            &self.conn,
+            &self.label,
+            serial,
+            &self.err("cannot read device"),
+        )
     }
 
     /// Activates or deactivates a device; a revoked one stays revoked.
     pub fn set_status(&mut self, serial: &str, status: Status) -> Result<()> {
         if status == Status::Revoked {
-            return self.revoke_device(serial, RevokeReason::default()).map(drop);
+            return self
+                .revoke_device(serial, RevokeReason::default())
+                .map(drop);
         }
         let what = "cannot update device";
         let label = self.label.clone();
@@ -254,7 +266,11 @@ impl Registry {
         let label = self.label.clone();
         let (tx, fail) = self.write_tx("cannot revoke device")?;
         let revoked = match standing(&tx, serial).map_err(&fail)? {
-            Standing::Device { status: Status::Revoked, .. } | Standing::Revoked { .. } => false,
+            Standing::Device {
+                status: Status::Revoked,
+                ..
+            }
+            | Standing::Revoked { .. } => false,
             Standing::Device { .. } => {
                 insert_revocation(&tx, serial, reason, now()).map_err(&fail)?;
                 mark_revoked(&tx, serial).map_err(&fail)?;
@@ -375,7 +391,10 @@ fn device_state(
     .optional()
 }
 
-fn revocation_reason(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<Option<String>> {
+fn revocation_reason(
+    conn: &rusqlite::Connection,
+    serial: &str,
+) -> rusqlite::Result<Option<String>> {
     conn.query_row(
         "SELECT reason FROM revocations WHERE serial = ?1",
         [serial],
