@@ -6,10 +6,9 @@ use der::Decode;
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::name::Name;
 
-use crate::crypto::Signer;
+use crate::crypto::SigningKey;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::keys::PrivateKey;
 use crate::profile::ExtensionProfile;
 use crate::sign::{CaSigner, CertRequest, Issued, Lifetime, build_certificate};
 
@@ -18,15 +17,15 @@ pub const DEFAULT_CA_DAYS: u32 = 3650;
 
 /// A self-signed root CA certificate for `key`.
 pub fn make_root(
-    key: &PrivateKey,
+    key: &SigningKey,
     subject: &Name,
     lifetime: Lifetime,
     pathlen: Option<u8>,
     digest: Digest,
 ) -> Result<Issued> {
-    let spki = SubjectPublicKeyInfoOwned::from_der(key.spki_der())
+    let spki = SubjectPublicKeyInfoOwned::from_der(key.spki_der()?)
         .map_err(|e| Error::crypto("cannot encode key", e))?;
-    let signer = Signer::new(key, digest)?;
+    let signer = key.signer(digest)?;
     let profile = ExtensionProfile::ca(pathlen);
     build_certificate(
         &signer,
@@ -45,12 +44,12 @@ pub fn make_root(
 /// An intermediate CA certificate for `key`, signed by `parent`.
 pub fn make_intermediate(
     parent: &CaSigner,
-    key: &PrivateKey,
+    key: &SigningKey,
     subject: &Name,
     lifetime: Lifetime,
     pathlen: Option<u8>,
 ) -> Result<Issued> {
-    let spki = SubjectPublicKeyInfoOwned::from_der(key.spki_der())
+    let spki = SubjectPublicKeyInfoOwned::from_der(key.spki_der()?)
         .map_err(|e| Error::crypto("cannot encode key", e))?;
     let profile = ExtensionProfile::ca(pathlen);
     parent.issue(&CertRequest {

@@ -5,6 +5,11 @@
 //! is 3-5x faster than the pure-Rust signers (PITFALLS.md); the rest (e.g. a
 //! P-256 key with `--digest sha384`) uses the RustCrypto signers. Verification
 //! uses the RustCrypto verifiers for every pair, including SHA-1 for old CAs.
+//! A key in a PKCS#11 token signs through the same [`Signer`]: the host
+//! hashes, the token signs (see `pkcs11.rs`).
+
+use std::path::Path;
+use std::sync::Arc;
 
 use der::Decode;
 use der::asn1::{AnyRef, ObjectIdentifier};
@@ -15,8 +20,11 @@ use signature::hazmat::{PrehashSigner, PrehashVerifier};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoRef};
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::Input;
 use crate::keys::{Curve, KeyAlgo, OID_EC_PUBLIC_KEY, OID_RSA_ENCRYPTION, PrivateKey};
+use crate::passphrase::PassphraseSource;
+use crate::pkcs11::{Pkcs11Uri, TokenKey};
 
 const ECDSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -67,7 +75,147 @@ pub fn signature_algorithm_name(oid: &ObjectIdentifier) -> String {
     }
 }
 
+/// A private key to sign with: read from a file, or kept in a PKCS#11
+/// token and used there.
+pub struct SigningKey {
+    /// The file name, or the URI without its query (never a PIN).
+    label: String,
+    held: Held,
+}
+
+enum Held {
+    File(PrivateKey),
+    Token(Arc<TokenKey>),
+}
+
+impl SigningKey {
+    pub fn file(key: PrivateKey, label: impl Into<String>) -> SigningKey {
+        SigningKey {
+            label: label.into(),
+            held: Held::File(key),
+        }
+    }
+
+    pub fn token(key: TokenKey) -> SigningKey {
+        SigningKey {
+            label: key.label(),
+            held: Held::Token(Arc::new(key)),
+        }
+    }
+
+    /// Opens `arg`: a `pkcs11:` URI (the token's module from the URI's
+    /// `module-path`, else `module`), or a key file in any format devcert
+    /// reads (`pass` asked only if it is encrypted).
+    pub fn open(arg: &str, pass: &PassphraseSource, module: Option<&Path>) -> Result<SigningKey> {
+        if crate::pkcs11::is_uri(arg) {
+            let uri = Pkcs11Uri::parse(arg).map_err(|why| {
+                // The URI may hold a PIN: name the argument, not its text.
+                Error::new(ErrorKind::Parse, "invalid PKCS#11 URI", why).file("pkcs11:")
+            })?;
+            return Ok(SigningKey::token(TokenKey::open(&uri, module)?));
+        }
+        let input = Input::read(arg)?;
+        let loaded = PrivateKey::load(&input, pass);
+        input.wipe();
+        Ok(SigningKey::file(loaded?.0, arg))
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn algo(&self) -> KeyAlgo {
+        match &self.held {
+            Held::File(k) => k.algo(),
+            Held::Token(t) => t.algo(),
+        }
+    }
+
+    /// The key read from a file, for what only a file key does (encode).
+    pub fn file_key(&self) -> Option<&PrivateKey> {
+        match &self.held {
+            Held::File(k) => Some(k),
+            Held::Token(_) => None,
+        }
+    }
+
+    /// The token key, for what only a token key does (`destroy`).
+    pub fn token_key(&self) -> Option<&TokenKey> {
+        match &self.held {
+            Held::File(_) => None,
+            Held::Token(t) => Some(t),
+        }
+    }
+
+    /// SubjectPublicKeyInfo DER of the public half.
+    pub fn spki_der(&self) -> Result<&[u8]> {
+        match &self.held {
+            Held::File(k) => Ok(k.spki_der()),
+            Held::Token(t) => t.spki_der().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Token,
+                    "cannot read the public key",
+                    "the token has no public key object beside this private key",
+                )
+                .file(&self.label)
+                .hint("import the public key into the token with the same id")
+            }),
+        }
+    }
+
+    /// Whether this key is the private half of `spki_der`.
+    pub fn matches_spki(&self, spki_der: &[u8]) -> Result<bool> {
+        match &self.held {
+            Held::File(k) => Ok(k.matches_spki(spki_der)),
+            Held::Token(t) => t.proves(spki_der),
+        }
+    }
+
+    pub fn signer(&self, digest: Digest) -> Result<Signer> {
+        match &self.held {
+            Held::File(k) => Signer::new(k, digest),
+            Held::Token(t) => Ok(Signer {
+                backend: Backend::Token(Arc::clone(t)),
+                digest,
+                algorithm: signature_algorithm(t.algo(), digest),
+            }),
+        }
+    }
+}
+
+/// A token's signature over `msg`: hashed here, signed there, ECDSA's
+/// raw r||s turned into the DER ECDSA-Sig-Value X.509 wants.
+pub(crate) fn token_signature(key: &TokenKey, digest: Digest, msg: &[u8]) -> Result<Vec<u8>> {
+    let h = hash(digest, msg);
+    match key.algo() {
+        KeyAlgo::Ec(curve) => {
+            let raw = key.sign_raw(&h)?;
+            let bad = |e: ecdsa::Error| {
+                Error::crypto("the token returned a malformed ECDSA signature", e).file(key.label())
+            };
+            Ok(match curve {
+                Curve::P256 => p256::ecdsa::Signature::from_slice(&raw)
+                    .map_err(bad)?
+                    .to_der()
+                    .as_bytes()
+                    .to_vec(),
+                Curve::P384 => p384::ecdsa::Signature::from_slice(&raw)
+                    .map_err(bad)?
+                    .to_der()
+                    .as_bytes()
+                    .to_vec(),
+            })
+        }
+        KeyAlgo::Rsa(_) => {
+            let mut digest_info = pkcs1v15_scheme(digest).prefix.to_vec();
+            digest_info.extend_from_slice(&h);
+            key.sign_raw(&digest_info)
+        }
+    }
+}
+
 enum Backend {
+    Token(Arc<TokenKey>),
     RingEc(ring::signature::EcdsaKeyPair),
     RingRsa(
         ring::signature::RsaKeyPair,
@@ -137,6 +285,7 @@ impl Signer {
         let err = |e: &dyn std::fmt::Display| Error::crypto("signing failed", e);
         let rng = ring::rand::SystemRandom::new();
         match &self.backend {
+            Backend::Token(t) => token_signature(t, self.digest, msg),
             Backend::RingEc(kp) => Ok(kp.sign(&rng, msg).map_err(|e| err(&e))?.as_ref().to_vec()),
             Backend::RingRsa(kp, enc) => {
                 let mut sig = vec![0u8; kp.public().modulus_len()];

@@ -13,7 +13,7 @@ use x509_cert::request::{CertReq, CertReqInfo, Version};
 use crate::crypto::Signer;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{AlgoSpec, KeyAlgo, PrivateKey, RSA_SIZES};
+use crate::keys::{AlgoSpec, KeyAlgo, RSA_SIZES};
 use crate::name::{StringMask, name_from_section};
 use crate::openssl_conf::Config;
 use crate::profile::{ExtContext, ExtensionProfile};
@@ -134,16 +134,17 @@ pub struct BuiltCsr {
 
 /// Builds and signs a PKCS#10 request. `extensions` go into an
 /// extensionRequest attribute; with none, the attribute set is empty
-/// (`A0 00`), as OpenSSL writes it.
+/// (`A0 00`), as OpenSSL writes it. `signer` (a file's or a token's key)
+/// is the private half of `spki_der`.
 pub fn build_csr(
-    key: &PrivateKey,
+    spki_der: &[u8],
+    signer: &Signer,
     subject: &Name,
     profile: Option<&ExtensionProfile>,
     extra: Vec<Extension>,
-    digest: Digest,
 ) -> Result<BuiltCsr> {
     let enc = |e: der::Error| Error::crypto("cannot encode CSR", e);
-    let spki = SubjectPublicKeyInfoOwned::from_der(key.spki_der()).map_err(enc)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(enc)?;
     let mut extensions = Vec::new();
     let mut warnings = Vec::new();
     if let Some(p) = profile {
@@ -188,8 +189,7 @@ pub fn build_csr(
         public_key: spki,
         attributes,
     };
-    let signer = Signer::new(key, digest)?;
-    let der = sign_der(&signer, &info.to_der().map_err(enc)?)?;
+    let der = sign_der(signer, &info.to_der().map_err(enc)?)?;
     Ok(BuiltCsr { der, warnings })
 }
 

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Crypto,
     /// A registry (database) operation failed.
     Registry,
+    /// A PKCS#11 module, token or token key failed or was not found.
+    Token,
 }
 
 #[derive(Debug, Clone)]

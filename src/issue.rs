@@ -9,6 +9,7 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use zeroize::Zeroizing;
 
+use crate::crypto::Signer;
 use crate::csr::build_csr;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -54,11 +55,11 @@ pub struct DeviceFiles {
 pub fn make_device(ca: &CaSigner, spec: &DeviceSpec<'_>) -> Result<DeviceFiles> {
     let key = PrivateKey::generate(spec.algo)?;
     let csr = build_csr(
-        &key,
+        key.spki_der(),
+        &Signer::new(&key, spec.digest)?,
         spec.subject,
         spec.req_extensions,
         Vec::new(),
-        spec.digest,
     )?;
     let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der())
         .map_err(|e| Error::crypto("cannot encode key", e))?;

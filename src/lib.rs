@@ -18,6 +18,7 @@ pub mod name;
 pub mod openssl_conf;
 pub mod output;
 pub mod passphrase;
+pub mod pkcs11;
 pub mod pkcs12;
 pub mod profile;
 pub mod registry;

@@ -139,7 +139,7 @@ fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// OpenSSL's `file:` strips one trailing newline; so do we.
-fn strip_one_newline(b: &[u8]) -> &[u8] {
+pub(crate) fn strip_one_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r\n")
         .or_else(|| b.strip_suffix(b"\n"))
         .unwrap_or(b)

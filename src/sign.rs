@@ -16,11 +16,10 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
-use crate::crypto::Signer;
+use crate::crypto::{Signer, SigningKey};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
-use crate::keys::PrivateKey;
 use crate::profile::{ExtContext, ExtensionProfile};
 
 #[derive(Sequence)]
@@ -113,15 +112,12 @@ pub struct CaSigner {
 impl CaSigner {
     /// Refuses a key that does not match the certificate, a certificate
     /// that is not a CA, and an expired (or not yet valid) CA.
-    pub fn new(
-        cert: LoadedCert,
-        key: &PrivateKey,
-        digest: Digest,
-        key_label: &str,
-    ) -> Result<CaSigner> {
+    /// A key in a token proves it matches by signing a challenge.
+    pub fn new(cert: LoadedCert, key: &SigningKey, digest: Digest) -> Result<CaSigner> {
+        let key_label = key.label();
         let tbs = &cert.cert.tbs_certificate();
         let cert_spki = tbs.subject_public_key_info().to_der().unwrap_or_default();
-        if !key.matches_spki(&cert_spki) {
+        if !key.matches_spki(&cert_spki)? {
             return Err(Error::refused(
                 "CA key does not match the CA certificate",
                 format!("{key_label} is not the key of {}", cert.label),
@@ -152,7 +148,7 @@ impl CaSigner {
             )
             .file(&cert.label));
         }
-        let signer = Signer::new(key, digest)?;
+        let signer = key.signer(digest)?;
         Ok(CaSigner { cert, signer })
     }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, read_config};
-use super::{JsonArg, PassArgs, load_ca, parse_digest, quiet, read_input};
+use super::{JsonArg, PassArgs, Pkcs11Args, load_ca, parse_digest, quiet, read_input};
 
 /// Issue a fleet: one folder per device with the five `issue` files
 #[derive(Args)]
@@ -25,8 +25,8 @@ pub struct BatchArgs {
     /// The CA certificate
     #[arg(long, value_name = "FILE")]
     ca: String,
-    /// The CA's private key
-    #[arg(long, value_name = "FILE")]
+    /// The CA's private key: a file, or a pkcs11: URI (docs/hsm.md)
+    #[arg(long, value_name = "FILE|URI")]
     ca_key: String,
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
@@ -62,6 +62,8 @@ pub struct BatchArgs {
     force: bool,
     #[command(flatten)]
     pass: PassArgs,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
     /// Register every device (and the CA if new) in this registry database
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
@@ -113,7 +115,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let algo = super::key_algo(a.algo, req.as_ref())?;
     let profile = a.profile.load()?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest)?;
     // Opened before any device is made, so a bad database costs nothing.
     let mut registry = a
         .registry

@@ -1,4 +1,5 @@
 use clap::Args;
+use devcert::crypto::SigningKey;
 use devcert::csr::build_csr;
 use devcert::digest::Digest;
 use devcert::error::Result;
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use super::subject::resolve_subject;
 use super::{
-    JsonArg, OutArgs, OutPassArgs, PassArgs, key_algo, load_key, parse_digest, usage, warn_all,
+    JsonArg, OutArgs, OutPassArgs, PassArgs, Pkcs11Args, key_algo, parse_digest, usage, warn_all,
 };
 
 /// Create a certificate signing request (replaces `openssl req -new`)
@@ -19,10 +20,10 @@ use super::{
     after_help = "Examples:\n  devcert csr --key client.key --config client.csr.cfg -o client.csr\n  devcert csr --new-key rsa:2048 --key-out client.key --config client.csr.cfg -o client.csr\n  devcert csr --key client.key --subject \"/C=CN/O=ALI/CN=client-test\" --san DNS:dev1.example -o client.csr"
 )]
 pub struct CsrArgs {
-    /// The private key to sign the request with
+    /// The private key to sign the request with: a file, or a pkcs11: URI (docs/hsm.md)
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|URI",
         required_unless_present = "new_key",
         conflicts_with = "new_key"
     )]
@@ -53,6 +54,8 @@ pub struct CsrArgs {
     #[command(flatten)]
     pass: PassArgs,
     #[command(flatten)]
+    pkcs11: Pkcs11Args,
+    #[command(flatten)]
     out_pass: OutPassArgs,
     #[command(flatten)]
     out: OutArgs,
@@ -81,23 +84,25 @@ pub fn run(a: CsrArgs) -> Result<()> {
         .digest
         .or(req.and_then(|r| r.digest))
         .unwrap_or(Digest::Sha256);
-    let key = match (&a.key, &a.new_key) {
-        (Some(path), _) => load_key(path, &a.pass)?,
-        (None, Some(spec)) => PrivateKey::generate(key_algo(*spec, req)?)?,
-        (None, None) => usage("give --key FILE or --new-key ALGO".into()),
+    let key = match (&a.key, &a.new_key, &a.key_out) {
+        (Some(arg), _, _) => SigningKey::open(arg, &a.pass.source(), a.pkcs11.module())?,
+        (None, Some(spec), Some(path)) => {
+            SigningKey::file(PrivateKey::generate(key_algo(*spec, req)?)?, path)
+        }
+        _ => usage("give --key FILE or --new-key ALGO".into()),
     };
     let built = build_csr(
-        &key,
+        key.spki_der()?,
+        &key.signer(digest)?,
         &subject.name,
         req.and_then(|r| r.extensions.as_ref()),
         extra,
-        digest,
     )?;
     warn_all(&built.warnings);
     let csr_pem = pem_encode("CERTIFICATE REQUEST", &built.der);
-    if let (Some(path), None) = (&a.key_out, &a.key) {
+    if let (Some(path), None, Some(new_key)) = (&a.key_out, &a.key, key.file_key()) {
         let pass = a.out_pass.passphrase(&a.pass, "the new key")?;
-        let pem = key.encode(
+        let pem = new_key.encode(
             KeyFormat::Pkcs8,
             true,
             pass.as_deref().map(|p| p.as_slice()),

@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::sign::DEFAULT_DEVICE_DAYS;
 use super::subject::{ProfileArgs, ValidityArgs, resolve_subject};
-use super::{JsonArg, OutPassArgs, PassArgs, key_algo, load_ca, parse_digest, warn_all};
+use super::{
+    JsonArg, OutPassArgs, PassArgs, Pkcs11Args, key_algo, load_ca, parse_digest, warn_all,
+};
 
 /// Issue one device: key, CSR, certificate, PKCS#8 key and chain in one step
 #[derive(Args)]
@@ -34,8 +36,8 @@ pub struct IssueArgs {
     /// The CA certificate
     #[arg(long, value_name = "FILE")]
     ca: String,
-    /// The CA's private key
-    #[arg(long, value_name = "FILE")]
+    /// The CA's private key: a file, or a pkcs11: URI (docs/hsm.md)
+    #[arg(long, value_name = "FILE|URI")]
     ca_key: String,
     #[command(flatten)]
     profile: ProfileArgs,
@@ -46,6 +48,8 @@ pub struct IssueArgs {
     digest: Option<Digest>,
     #[command(flatten)]
     pass: PassArgs,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
     #[command(flatten)]
     out_pass: OutPassArgs,
     /// Folder for the five files (created if missing)
@@ -69,7 +73,7 @@ pub fn run(a: IssueArgs) -> Result<()> {
         .or(req.and_then(|r| r.digest))
         .unwrap_or(Digest::Sha256);
     let profile = a.profile.load()?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, digest)?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest)?;
     let pass = a.out_pass.passphrase(&a.pass, "the device key")?;
     let files = make_device(
         &ca,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
+use devcert::crypto::SigningKey;
 use devcert::digest::Digest;
 use devcert::error::{Error, Result};
 use devcert::input::{Input, load_certificate};
@@ -237,6 +238,20 @@ pub fn read_input(path: &str) -> Result<Input> {
     Input::read(path)
 }
 
+/// `--pkcs11-module`: the module of the token a `pkcs11:` key URI names.
+#[derive(Args, Clone, Default)]
+pub struct Pkcs11Args {
+    /// PKCS#11 module (.so) of the token holding a pkcs11: key
+    #[arg(long, value_name = "PATH", env = "DEVCERT_PKCS11_MODULE")]
+    pub pkcs11_module: Option<std::path::PathBuf>,
+}
+
+impl Pkcs11Args {
+    pub fn module(&self) -> Option<&std::path::Path> {
+        self.pkcs11_module.as_deref()
+    }
+}
+
 pub fn load_key(path: &str, pass: &PassArgs) -> Result<PrivateKey> {
     let input = read_input(path)?;
     let loaded = PrivateKey::load(&input, &pass.source());
@@ -244,11 +259,18 @@ pub fn load_key(path: &str, pass: &PassArgs) -> Result<PrivateKey> {
     Ok(loaded?.0)
 }
 
-/// Loads a CA certificate and key and checks they may sign.
-pub fn load_ca(ca: &str, ca_key: &str, pass: &PassArgs, digest: Digest) -> Result<CaSigner> {
+/// Loads a CA certificate and its key (a file or a token's) and checks
+/// they may sign.
+pub fn load_ca(
+    ca: &str,
+    ca_key: &str,
+    pass: &PassArgs,
+    pkcs11: &Pkcs11Args,
+    digest: Digest,
+) -> Result<CaSigner> {
     let cert = load_certificate(&read_input(ca)?, "cannot read CA certificate")?;
-    let key = load_key(ca_key, pass)?;
-    CaSigner::new(cert, &key, digest, ca_key)
+    let key = SigningKey::open(ca_key, &pass.source(), pkcs11.module())?;
+    CaSigner::new(cert, &key, digest)
 }
 
 /// The key `--algo` asks for, sized by the config's `default_bits` when it

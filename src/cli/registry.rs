@@ -12,7 +12,7 @@ use devcert::registry::{
     Added, DeviceQuery, DeviceRecord, DeviceRef, Registry, RevokeReason, Status, normalize_serial,
 };
 
-use super::{PassArgs, load_ca, print_json, read_input, warn_all};
+use super::{PassArgs, Pkcs11Args, load_ca, print_json, read_input, warn_all};
 
 /// What a registry change did, on stderr (stdout carries only the product);
 /// `--quiet` silences it.
@@ -209,8 +209,8 @@ struct CrlArgs {
     /// A CA certificate (must be registered); repeat with --ca-key for one file holding each CA's CRL
     #[arg(long, value_name = "FILE", required = true)]
     ca: Vec<String>,
-    /// The private key of the --ca at the same position
-    #[arg(long, value_name = "FILE", required = true)]
+    /// The private key of the --ca at the same position: a file, or a pkcs11: URI (docs/hsm.md)
+    #[arg(long, value_name = "FILE|URI", required = true)]
     ca_key: Vec<String>,
     /// Days until nextUpdate: refresh the CRL before then, or brokers refuse every device
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
@@ -220,6 +220,8 @@ struct CrlArgs {
     der: bool,
     #[command(flatten)]
     pass: PassArgs,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
     #[command(flatten)]
     out: super::OutArgs,
 }
@@ -508,7 +510,7 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     let cas =
         a.ca.iter()
             .zip(&a.ca_key)
-            .map(|(ca, key)| load_ca(ca, key, &a.pass, Digest::Sha256))
+            .map(|(ca, key)| load_ca(ca, key, &a.pass, &a.pkcs11, Digest::Sha256))
             .collect::<Result<Vec<_>>>()?;
     if let Some(why) = same_issuer_twice(&cas) {
         super::usage(why);

@@ -12,7 +12,7 @@ use serde_json::json;
 use x509_cert::serial_number::SerialNumber;
 
 use super::subject::{ProfileArgs, ValidityArgs};
-use super::{JsonArg, OutArgs, PassArgs, load_ca, parse_digest, read_input, warn_all};
+use super::{JsonArg, OutArgs, PassArgs, Pkcs11Args, load_ca, parse_digest, read_input, warn_all};
 
 /// Sign a CSR with a CA (replaces `openssl x509 -req -CA -CAkey -CAcreateserial -extfile`)
 #[derive(Args)]
@@ -26,8 +26,8 @@ pub struct SignArgs {
     /// The CA certificate
     #[arg(long, value_name = "FILE")]
     ca: String,
-    /// The CA's private key
-    #[arg(long, value_name = "FILE")]
+    /// The CA's private key: a file, or a pkcs11: URI (docs/hsm.md)
+    #[arg(long, value_name = "FILE|URI")]
     ca_key: String,
     #[command(flatten)]
     profile: ProfileArgs,
@@ -41,6 +41,8 @@ pub struct SignArgs {
     digest: Digest,
     #[command(flatten)]
     pass: PassArgs,
+    #[command(flatten)]
+    pkcs11: Pkcs11Args,
     /// Register the certificate (and the CA if new) in this registry database
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
@@ -59,7 +61,7 @@ pub fn run(a: SignArgs) -> Result<()> {
     let (csr, csr_der) = load_csr(&input)?;
     verify_csr(&csr_der, &csr, &input.label)?;
     let profile = a.profile.load()?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, a.digest)?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, a.digest)?;
     let issued = ca.issue(&CertRequest {
         subject: &csr.info.subject,
         spki: &csr.info.public_key,
