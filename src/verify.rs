@@ -95,8 +95,8 @@ pub enum Verdict {
 struct CertFacts {
     der: Vec<u8>,
     serial: SerialNumber,
-    subject_canon: Vec<Vec<(ObjectIdentifier, String)>>,
-    issuer_canon: Vec<Vec<(ObjectIdentifier, String)>>,
+    subject_canon: CanonName,
+    issuer_canon: CanonName,
     subject_empty: bool,
     spki: Vec<u8>,
     self_issued: bool,
@@ -245,13 +245,16 @@ fn akid_matches(issuer: &CertFacts, aki: Option<&AuthorityKeyIdentifier>) -> boo
     dir_name.is_none_or(|n| canonical_name(n) == issuer.issuer_canon)
 }
 
-/// A name compared as OpenSSL compares names: per RDN, attribute types
-/// with string values case-folded and whitespace-collapsed, whatever the
-/// string type; other values by their DER.
-pub(crate) fn canonical_name(name: &Name) -> Vec<Vec<(ObjectIdentifier, String)>> {
+/// A name in OpenSSL's canonical form: per RDN, its (type, value) pairs.
+pub(crate) type CanonName = Vec<Vec<(ObjectIdentifier, Vec<u8>)>>;
+
+/// A name compared as OpenSSL compares names (`x509_name_canon`): per RDN,
+/// string values in UTF-8 with ASCII case and ASCII whitespace folded,
+/// whatever the string type; other values by their DER.
+pub(crate) fn canonical_name(name: &Name) -> CanonName {
     name.iter_rdn()
         .map(|rdn| {
-            let mut atvs: Vec<(ObjectIdentifier, String)> = rdn
+            let mut atvs: Vec<(ObjectIdentifier, Vec<u8>)> = rdn
                 .iter()
                 .map(|atv| (atv.oid, canonical_value(&atv.value)))
                 .collect();
@@ -261,17 +264,17 @@ pub(crate) fn canonical_name(name: &Name) -> Vec<Vec<(ObjectIdentifier, String)>
         .collect()
 }
 
-fn canonical_value(v: &der::asn1::Any) -> String {
+fn canonical_value(v: &der::asn1::Any) -> Vec<u8> {
     let text = match v.tag() {
         Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::VisibleString => {
             std::str::from_utf8(v.value()).ok().map(str::to_string)
         }
+        // OpenSSL reads a T61String as Latin-1.
         Tag::TeletexString => Some(v.value().iter().map(|&b| b as char).collect()),
         Tag::BmpString => {
             let units: Vec<u16> = v
                 .value()
-                .chunks(2)
-                .filter(|c| c.len() == 2)
+                .chunks_exact(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
                 .collect();
             String::from_utf16(&units).ok()
@@ -279,20 +282,34 @@ fn canonical_value(v: &der::asn1::Any) -> String {
         _ => None,
     };
     match text {
-        Some(t) => t
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase(),
-        None => format!(
-            "#{}",
-            v.to_der()
-                .unwrap_or_default()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
+        Some(t) => canon_text(&t),
+        // Not text (or text that does not decode): compared by its DER,
+        // marked so it never equals a text value.
+        None => [&[0u8][..], &v.to_der().unwrap_or_default()].concat(),
     }
+}
+
+/// OpenSSL's `asn1_string_canon`: leading and trailing ASCII whitespace
+/// dropped, inner runs made one space, ASCII letters lowercased; every
+/// other character (`K`, U+212A KELVIN SIGN, U+00A0 NO-BREAK SPACE, `Ä`)
+/// is kept as it is.
+fn canon_text(t: &str) -> Vec<u8> {
+    // ossl_isspace: space, \t, \n, \v, \f, \r.
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let mut out = vec![1u8];
+    let mut in_space = false;
+    for b in t.as_bytes().iter().skip_while(|b| space(b)) {
+        if space(b) {
+            in_space = true;
+            continue;
+        }
+        if in_space {
+            out.push(b' ');
+            in_space = false;
+        }
+        out.push(b.to_ascii_lowercase());
+    }
+    out
 }
 
 struct Search<'a> {

@@ -400,3 +400,74 @@ fn a_config_cannot_copy_the_passphrase_variable() {
         .ok();
     assert!(t.csr("d.csr").get("subject").contains("device-7"));
 }
+
+/// A trusted CA and a device signed by the same key under a name that
+/// differs from the CA's only as `issued_as` does: OpenSSL finds the CA
+/// only if its canonical form (ASCII case and spaces folded, nothing else)
+/// is equal, and devcert must say the same.
+#[test]
+fn name_matching_folds_what_openssl_folds_and_nothing_else() {
+    let t = TestDir::new();
+    let cnf = t.min_cnf();
+    let cases = [
+        // (CA subject CN, the device's issuer CN, OpenSSL matches)
+        ("ACME Root", "  acme   ROOT ", true),
+        ("Key Root", "\u{212A}ey Root", false),
+        ("ACME Root", "ACME\u{a0}Root", false),
+        ("\u{c4}pfel Root", "\u{e4}pfel Root", false),
+        ("ACME\tRoot", "acme root", true),
+    ];
+    for (i, (ca_cn, issued_as, matches)) in cases.into_iter().enumerate() {
+        let ca = format!("ca{i}");
+        t.openssl_ca_with(&ca, &cnf, &EC_P256, &format!("/CN={ca_cn}"), &["-utf8"]);
+        // The same key under the other name signs the device.
+        t.openssl_ok(&[
+            "req",
+            "-x509",
+            "-config",
+            &cnf,
+            "-utf8",
+            "-key",
+            &format!("{ca}.key"),
+            "-subj",
+            &format!("/CN={issued_as}"),
+            "-out",
+            &format!("alias{i}.crt"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=keyCertSign",
+        ]);
+        t.ec_csr(&format!("d{i}"));
+        t.devcert(&[
+            "sign",
+            "--csr",
+            &format!("d{i}.csr"),
+            "--ca",
+            &format!("alias{i}.crt"),
+            "--ca-key",
+            &format!("{ca}.key"),
+            "-o",
+            &format!("d{i}.crt"),
+        ])
+        .ok();
+        let openssl = t.openssl(&[
+            "verify",
+            "-CAfile",
+            &format!("{ca}.crt"),
+            &format!("d{i}.crt"),
+        ]);
+        assert_eq!(openssl.code == Some(0), matches, "{}", openssl.describe());
+        if !matches {
+            assert!(
+                openssl
+                    .text()
+                    .contains("unable to get local issuer certificate"),
+                "{}",
+                openssl.describe()
+            );
+        }
+        let out = t.devcert(&["verify", "--ca", &format!("{ca}.crt"), &format!("d{i}.crt")]);
+        out.code(if matches { 0 } else { 3 });
+    }
+}

@@ -28,7 +28,7 @@ pub(super) fn ca_key_id(c: &LoadedCert) -> Vec<u8> {
 /// another issuer, whose devices a broker checks against its own CRL.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct IssuerId {
-    name: Vec<Vec<(der::asn1::ObjectIdentifier, String)>>,
+    name: crate::verify::CanonName,
     spki: Vec<u8>,
 }
 

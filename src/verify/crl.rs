@@ -12,7 +12,7 @@ use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
 use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlReason};
 
-use super::{CertFacts, OID_AKI, Policy, akid_matches, canonical_name};
+use super::{CanonName, CertFacts, OID_AKI, Policy, akid_matches, canonical_name};
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::sign::verify_signed;
@@ -28,7 +28,7 @@ pub struct LoadedCrl {
     pub crl: CertificateList,
     pub der: Vec<u8>,
     pub label: String,
-    issuer_canon: Vec<Vec<(ObjectIdentifier, String)>>,
+    issuer_canon: CanonName,
     aki: Option<AuthorityKeyIdentifier>,
     idp: Option<IssuingDistributionPoint>,
     /// A critical extension OpenSSL does not handle (CRL or entry level).
