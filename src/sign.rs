@@ -11,7 +11,7 @@ use der::{Decode, Encode, Sequence};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::certificate::Version;
 use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::BasicConstraints;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
@@ -169,7 +169,42 @@ impl CaSigner {
                 ca_tbs.validity().not_after
             ));
         }
+        warnings.extend(self.forbidden(&issued.der, req.subject));
         Ok(Issued { warnings, ..issued })
+    }
+
+    /// What the CA's own certificate forbids that this certificate does:
+    /// signing at all without keyCertSign, or another CA under pathlen 0.
+    /// Verifiers (OpenSSL, `devcert verify`) reject such a certificate;
+    /// it is made (as OpenSSL's `x509 -req` makes it) with a warning.
+    fn forbidden(&self, der: &[u8], subject: &Name) -> Vec<String> {
+        let ca = self.cert.cert.tbs_certificate();
+        let label = &self.cert.label;
+        let mut warnings = Vec::new();
+        if let Ok(Some((_, ku))) = ca.get_extension::<KeyUsage>()
+            && !ku.key_cert_sign()
+        {
+            warnings.push(format!(
+                "the CA's keyUsage lacks keyCertSign: verifiers reject every certificate {label} signs"
+            ));
+        }
+        let issues_a_ca = || {
+            x509_cert::Certificate::from_der(der).is_ok_and(|c| {
+                matches!(c.tbs_certificate().get_extension::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
+            })
+        };
+        // A self-issued CA (a renewal under the same name) does not count
+        // against the path length.
+        if let Ok(Some((_, bc))) = ca.get_extension::<BasicConstraints>()
+            && bc.path_len_constraint == Some(0)
+            && crate::verify::canonical_name(subject) != crate::verify::canonical_name(ca.subject())
+            && issues_a_ca()
+        {
+            warnings.push(format!(
+                "{label} has pathlen 0: it may not sign another CA; verifiers reject this certificate and every certificate under it"
+            ));
+        }
+        warnings
     }
 
     /// Signs another DER to-be-signed structure (a CRL's TBSCertList).

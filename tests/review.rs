@@ -471,3 +471,160 @@ fn name_matching_folds_what_openssl_folds_and_nothing_else() {
         out.code(if matches { 0 } else { 3 });
     }
 }
+
+/// Every signing command warns when the CA's own certificate forbids what
+/// it signs (no keyCertSign; pathlen 0 and a new CA), as `registry crl`
+/// warns about cRLSign; OpenSSL and `devcert verify` then reject the
+/// result. Nothing is said when the CA may sign it.
+#[test]
+fn signing_warns_when_the_ca_may_not_sign_it() {
+    let t = TestDir::new();
+    let cnf = t.min_cnf();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Root0",
+        "--pathlen",
+        "0",
+        "--key-out",
+        "r0.key",
+        "-o",
+        "r0.crt",
+    ])
+    .ok();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Root",
+        "--key-out",
+        "r.key",
+        "-o",
+        "r.crt",
+    ])
+    .ok();
+    t.openssl_ok(&[
+        "req",
+        "-x509",
+        "-config",
+        &cnf,
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "nocs.key",
+        "-out",
+        "nocs.crt",
+        "-subj",
+        "/CN=No CertSign",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,digitalSignature,cRLSign",
+    ]);
+    t.ec_csr("d");
+    let pathlen = ["pathlen 0", "may not sign another CA"];
+    let no_cert_sign = ["lacks keyCertSign"];
+    // The pathlen-0 root may sign devices, not CAs.
+    t.devcert(&[
+        "sign", "--csr", "d.csr", "--ca", "r0.crt", "--ca-key", "r0.key", "-o", "ok.crt",
+    ])
+    .ok()
+    .no_warning();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Sub",
+        "--ca",
+        "r0.crt",
+        "--ca-key",
+        "r0.key",
+        "--key-out",
+        "sub.key",
+        "-o",
+        "sub.crt",
+    ])
+    .ok()
+    .warns_about(&pathlen);
+    t.devcert(&[
+        "sign",
+        "--csr",
+        "d.csr",
+        "--ca",
+        "r0.crt",
+        "--ca-key",
+        "r0.key",
+        "--profile",
+        "ca",
+        "-o",
+        "sub2.crt",
+    ])
+    .ok()
+    .warns_about(&pathlen);
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "d1",
+        "--ca",
+        "nocs.crt",
+        "--ca-key",
+        "nocs.key",
+        "--out-dir",
+        "d1",
+    ])
+    .ok()
+    .warns_about(&no_cert_sign);
+    t.devcert(&[
+        "sign", "--csr", "d.csr", "--ca", "nocs.crt", "--ca-key", "nocs.key", "-o", "bad.crt",
+    ])
+    .ok()
+    .warns_about(&no_cert_sign);
+    // A root that may do both says nothing.
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Sub",
+        "--ca",
+        "r.crt",
+        "--ca-key",
+        "r.key",
+        "--key-out",
+        "s.key",
+        "-o",
+        "s.crt",
+    ])
+    .ok()
+    .no_warning();
+    // The warnings are right: both verifiers reject what was made.
+    t.devcert(&[
+        "sign", "--csr", "d.csr", "--ca", "sub.crt", "--ca-key", "sub.key", "-o", "leaf.crt",
+    ])
+    .ok();
+    let o = t.openssl(&[
+        "verify",
+        "-CAfile",
+        "r0.crt",
+        "-untrusted",
+        "sub.crt",
+        "leaf.crt",
+    ]);
+    assert!(
+        o.code != Some(0) && o.text().contains("path length"),
+        "{}",
+        o.describe()
+    );
+    t.devcert(&[
+        "verify",
+        "--ca",
+        "r0.crt",
+        "--untrusted",
+        "sub.crt",
+        "leaf.crt",
+    ])
+    .code(3);
+    let o = t.openssl(&["verify", "-CAfile", "nocs.crt", "bad.crt"]);
+    assert!(o.code != Some(0), "{}", o.describe());
+    t.devcert(&["verify", "--ca", "nocs.crt", "bad.crt"])
+        .code(3);
+}
