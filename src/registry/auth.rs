@@ -423,3 +423,91 @@ fn device_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceState> {
         fingerprint: r.get(1)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::input::{Input, load_certificate};
+    use crate::issue::{DeviceSpec, make_device};
+    use crate::keys::{Curve, KeyAlgo, PrivateKey};
+    use crate::name::common_name;
+    use crate::profile::ExtensionProfile;
+    use crate::registry::RevokeReason;
+    use crate::sign::{CaSigner, Lifetime};
+
+    fn cert(der: Vec<u8>) -> LoadedCert {
+        load_certificate(&Input::from_bytes("test", der), "test").unwrap()
+    }
+
+    fn device(ca: &CaSigner, cn: &str) -> LoadedCert {
+        let subject = common_name(cn).unwrap();
+        let spec = DeviceSpec {
+            algo: KeyAlgo::Ec(Curve::P256),
+            subject: &subject,
+            req_extensions: None,
+            profile: &ExtensionProfile::device(),
+            lifetime: Lifetime::Days(30),
+            digest: Digest::Sha256,
+            key_passphrase: None,
+        };
+        cert(make_device(ca, &spec).unwrap().cert_der)
+    }
+
+    /// What the broker plugin relies on: the decision it calls (`decide`
+    /// with a kept `Trust`) and the check of connected devices
+    /// (`refusals`) refuse a revoked device, also once it is deleted.
+    #[test]
+    fn the_plugin_path_refuses_revoked_devices_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db").display().to_string();
+        let key = PrivateKey::generate(KeyAlgo::Ec(Curve::P256)).unwrap();
+        let name = common_name("Plugin CA").unwrap();
+        let root =
+            crate::ca::make_root(&key, &name, Lifetime::Days(30), None, Digest::Sha256).unwrap();
+        let ca = CaSigner::new(cert(root.der), &key, Digest::Sha256, "CA.key").unwrap();
+        let mut reg = Registry::open(&db).unwrap();
+        reg.add_ca(&ca.cert).unwrap();
+        let (a, b) = (device(&ca, "a"), device(&ca, "b"));
+        let mut trust = Trust::load(&reg).unwrap();
+        let now = SystemTime::now();
+        let serial = |c: &LoadedCert| CertRow::of(c).serial;
+        let fp = |c: &LoadedCert| CertRow::of(c).fingerprint;
+        for c in [&a, &b] {
+            let d = decide(&mut reg, &mut trust, std::slice::from_ref(c), now).unwrap();
+            assert_eq!(
+                d,
+                Decision::Accepted {
+                    serial: serial(c),
+                    registered: true
+                }
+            );
+        }
+        reg.revoke_device(&serial(&a), RevokeReason::KeyCompromise)
+            .unwrap();
+        let connected = vec![(serial(&a), fp(&a)), (serial(&b), fp(&b))];
+        for deleted in [false, true] {
+            if deleted {
+                reg.delete_device(&serial(&a), false).unwrap();
+            }
+            let d = decide(&mut reg, &mut trust, std::slice::from_ref(&a), now).unwrap();
+            assert!(
+                matches!(&d, Decision::Refused(why) if why.contains("revoked")),
+                "{d:?}"
+            );
+            let kicked = reg.refusals(&connected).unwrap();
+            assert_eq!(kicked.len(), 1, "{kicked:?}");
+            assert_eq!(kicked[0].0, serial(&a));
+        }
+        // Not registered again by the refused connection.
+        assert!(reg.device(&serial(&a)).is_err());
+        let d = decide(&mut reg, &mut trust, std::slice::from_ref(&b), now).unwrap();
+        assert_eq!(
+            d,
+            Decision::Accepted {
+                serial: serial(&b),
+                registered: false
+            }
+        );
+    }
+}

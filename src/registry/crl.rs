@@ -335,7 +335,9 @@ pub fn same_issuer_twice(cas: &[CaSigner]) -> Option<String> {
 /// regular file holding exactly one CRL of each of `cas` (what `registry
 /// crl` wrote for them before), so replacing it loses nothing.
 pub fn is_own_crl_file(out: &str, cas: &[CaSigner]) -> bool {
-    let regular = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file());
+    // A CRL file of a few CAs is small; anything huge is not one of ours.
+    let regular = std::fs::symlink_metadata(out)
+        .is_ok_and(|m| m.file_type().is_file() && m.len() <= 64 << 20);
     let Some(blocks) = regular
         .then(|| std::fs::read(out).ok())
         .flatten()
