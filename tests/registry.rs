@@ -58,6 +58,43 @@ fn issue_dev(t: &TestDir, ca: &str, cn: &str, registry: bool) -> String {
     openssl_serial(t, &format!("{cn}/client.crt"))
 }
 
+/// What `auth FILE` and `auth --dry-run FILE` print, both exiting `code`.
+fn auth_and_dry_run(t: &TestDir, file: &str, code: i32) -> Vec<String> {
+    [&["auth", file][..], &["auth", "--dry-run", file]]
+        .iter()
+        .map(|args| reg(t, args).code(code).stdout_str())
+        .collect()
+}
+
+/// `registry crl` of `CA.crt` into `ca.crl`.
+fn ca_crl(t: &TestDir) {
+    reg(
+        t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
+}
+
+/// A fresh P-256 key from OpenSSL.
+fn openssl_ec_key(t: &TestDir, out: &str) {
+    t.openssl_ok(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        out,
+    ]);
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 fn unix(rfc3339: &str) -> i64 {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("'{rfc3339}' is not RFC 3339: {e}"))
@@ -390,13 +427,7 @@ fn device_flow_crl_and_openssl_crl_check() {
     // Activation drops the entry; the CRL number increases. The CRL file
     // this CA's last run wrote is replaced without --force.
     reg(&t, &["device", "activate", &s[0]]).ok();
-    reg(
-        &t,
-        &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
-        ],
-    )
-    .ok();
+    ca_crl(&t);
     let (listed, holds, n2) = openssl_crl(&t, "ca.crl", "CA.crt", "PEM");
     assert_eq!(listed, vec![s[1].clone()]);
     assert_eq!(holds, 1);
@@ -1140,45 +1171,30 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
         ("sensor-0002/client.crt", &s2),
         ("sensor-0003/client.crt", &s3),
     ] {
-        for dry in [false, true] {
-            let mut args = vec!["auth", file];
-            if dry {
-                args.push("--dry-run");
-            }
-            let out = reg(&t, &args).code(3);
+        for said in auth_and_dry_run(&t, file, 3) {
             assert!(
-                out.stdout_str().starts_with("REFUSED") && out.stdout_str().contains("revoked"),
-                "{}",
-                out.describe()
+                said.starts_with(&format!("REFUSED: device {serial} is revoked")),
+                "{said}"
             );
         }
-        let _ = serial;
     }
     reg(&t, &["device", "show", &s2]).fails_naming(&["revoked"]);
 
     // The CRL: certificateHold for the held device, the revocation reasons
     // for the revoked ones (also the deleted one), per OpenSSL and Python.
-    reg(
-        &t,
-        &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
-        ],
-    )
-    .ok();
-    let mut want = vec![
+    ca_crl(&t);
+    let want = sorted(vec![
         format!("{s1}: Certificate Hold"),
         format!("{s2}: Key Compromise"),
         format!("{s3}: Cessation Of Operation"),
-    ];
-    want.sort();
+    ]);
     assert_eq!(openssl_reasons(&t, "ca.crl"), want);
     let (_, entries) = python_crl(&t, "ca.crl", "CA.crt");
-    let mut want = vec![
+    let want = sorted(vec![
         format!("{s1}:certificate_hold"),
         format!("{s2}:key_compromise"),
         format!("{s3}:cessation_of_operation"),
-    ];
-    want.sort();
+    ]);
     assert_eq!(entries, want);
     for (dev, ok) in [
         ("sensor-0001", false),
@@ -1194,18 +1210,11 @@ fn devices_named_by_cn_or_file_revoked_for_good() {
     }
     // --force deletes an inactive device; it leaves the CRL.
     reg(&t, &["device", "delete", "--cn", "sensor-0001", "--force"]).ok();
-    reg(
-        &t,
-        &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
-        ],
-    )
-    .ok();
-    let mut want = vec![
+    ca_crl(&t);
+    let want = sorted(vec![
         format!("{s2}: Key Compromise"),
         format!("{s3}: Cessation Of Operation"),
-    ];
-    want.sort();
+    ]);
     assert_eq!(openssl_reasons(&t, "ca.crl"), want);
 }
 
@@ -1261,15 +1270,7 @@ fn openssl_ca_cert(
     signer: Option<(&str, &str)>,
 ) {
     if !t.exists(key) {
-        t.openssl_ok(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            key,
-        ]);
+        openssl_ec_key(t, key);
     }
     let ext = [
         "-addext",
@@ -1528,15 +1529,7 @@ fn negative_and_zero_serials_are_refused_where_certificates_enter() {
     let t = TestDir::new();
     devcert_ca(&t, "CA", "/CN=Serial CA");
     reg(&t, &["ca", "add", "CA.crt"]).ok();
-    t.openssl_ok(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "d.key",
-    ]);
+    openssl_ec_key(&t, "d.key");
     t.openssl_ok(&[
         "req", "-new", "-key", "d.key", "-subj", "/CN=neg", "-out", "d.csr",
     ]);
@@ -1561,13 +1554,8 @@ fn negative_and_zero_serials_are_refused_where_certificates_enter() {
         t.assert_openssl_verify(&["-CAfile", "CA.crt"], file);
         // ...the registry refuses it: device add, auth (and --dry-run).
         reg(&t, &["device", "add", file]).fails_naming(&[file, printed]);
-        for dry in [false, true] {
-            let mut args = vec!["auth", file];
-            if dry {
-                args.push("--dry-run");
-            }
-            let out = reg(&t, &args).code(3);
-            assert!(out.stdout_str().contains(printed), "{}", out.describe());
+        for said in auth_and_dry_run(&t, file, 3) {
+            assert!(said.contains(printed), "{said}");
         }
         // revoke by certificate file cannot register it either.
         reg(&t, &["device", "revoke", file]).fails_naming(&[file, printed]);
@@ -1584,13 +1572,7 @@ fn negative_and_zero_serials_are_refused_where_certificates_enter() {
     // The CA's CRL is made as before.
     let s = issue_dev(&t, "CA", "ok", true);
     reg(&t, &["device", "deactivate", &s]).ok();
-    reg(
-        &t,
-        &[
-            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
-        ],
-    )
-    .ok();
+    ca_crl(&t);
     assert_eq!(
         openssl_reasons(&t, "ca.crl"),
         vec![format!("{s}: Certificate Hold")]
