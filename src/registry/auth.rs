@@ -462,10 +462,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("r.db").display().to_string();
         let key = PrivateKey::generate(KeyAlgo::Ec(Curve::P256)).unwrap();
+        let key = crate::crypto::SigningKey::file(key, "CA.key");
         let name = common_name("Plugin CA").unwrap();
         let root =
             crate::ca::make_root(&key, &name, Lifetime::Days(30), None, Digest::Sha256).unwrap();
-        let ca = CaSigner::new(cert(root.der), &key, Digest::Sha256, "CA.key").unwrap();
+        let ca = CaSigner::new(cert(root.der), &key, Digest::Sha256).unwrap();
         let mut reg = Registry::open(&db).unwrap();
         reg.add_ca(&ca.cert).unwrap();
         let (a, b) = (device(&ca, "a"), device(&ca, "b"));
