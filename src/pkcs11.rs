@@ -422,6 +422,16 @@ struct Sessions {
     returned: Condvar,
 }
 
+impl Sessions {
+    /// The pool, starting with the session that logged in.
+    fn new(first: Session) -> Sessions {
+        Sessions {
+            idle: Mutex::new((vec![first], 1)),
+            returned: Condvar::new(),
+        }
+    }
+}
+
 /// A private key in a token, ready to sign from several threads.
 pub struct TokenKey {
     ctx: Pkcs11,
@@ -624,10 +634,7 @@ impl TokenKey {
             public: None,
             algo,
             spki,
-            sessions: Sessions {
-                idle: Mutex::new((vec![session], 1)),
-                returned: Condvar::new(),
-            },
+            sessions: Sessions::new(session),
         })
     }
 
@@ -721,10 +728,7 @@ impl TokenKey {
             public: Some(pub_h),
             algo,
             spki: None,
-            sessions: Sessions {
-                idle: Mutex::new((vec![session], 1)),
-                returned: Condvar::new(),
-            },
+            sessions: Sessions::new(session),
         };
         // From here on a failure takes the new objects away again.
         match key.finish_generated() {

@@ -473,3 +473,84 @@ fn broker_and_devcert_verify_agree() {
     ])
     .code(3);
 }
+
+/// CLI.md "CA keys in an HSM": the CA key made in a SoftHSM2 token signs
+/// the broker's certificate, the devices and the CRL; Mosquitto accepts the
+/// device and refuses the one the token-signed CRL holds.
+#[test]
+fn broker_accepts_devices_and_crl_signed_in_a_token() {
+    let Some(exe) = find_mosquitto() else {
+        return;
+    };
+    let t = TestDir::new();
+    let Some(tok) = token(&t) else { return };
+    let key = tok.uri("broker-ca");
+    tok.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Token Broker CA",
+        "--key-out",
+        &key,
+        "-o",
+        "CA.crt",
+    ])
+    .ok();
+    t.write(
+        "server.cfg",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    );
+    tok.devcert(&[
+        "issue",
+        "--cn",
+        "localhost",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        &key,
+        "--profile",
+        "server.cfg",
+        "--out-dir",
+        "server",
+    ])
+    .ok();
+    for dev in ["dev-a", "dev-b"] {
+        tok.devcert(&[
+            "issue",
+            "--cn",
+            dev,
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            &key,
+            "--registry",
+            "reg.db",
+            "--out-dir",
+            dev,
+        ])
+        .ok();
+    }
+    t.devcert(&[
+        "registry",
+        "--db",
+        "reg.db",
+        "device",
+        "deactivate",
+        "dev-b/client.crt",
+    ])
+    .ok();
+    tok.devcert(&[
+        "registry", "--db", "reg.db", "crl", "--ca", "CA.crt", "--ca-key", &key, "-o", "ca.crl",
+    ])
+    .ok();
+    let broker = Broker::start(&t, &exe, "CA.crt");
+    assert!(
+        broker.publish(&t, "dev-a", "token/a", "signed-in-a-token"),
+        "dev-a refused"
+    );
+    assert_eq!(broker.receive(&t, "dev-a", "token/a"), "signed-in-a-token");
+    assert!(
+        !broker.publish(&t, "dev-b", "token/b", "x"),
+        "dev-b, held by the token-signed CRL, was accepted"
+    );
+}

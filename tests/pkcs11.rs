@@ -7,132 +7,6 @@
 mod common;
 use common::*;
 
-use std::path::Path;
-
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const LABEL: &str = "devcert-test";
-const PIN: &str = "731946";
-const SO_PIN: &str = "24680135";
-
-/// A SoftHSM2 token whose files live in the test's folder.
-struct Token<'a> {
-    t: &'a TestDir,
-    conf: String,
-}
-
-/// A fresh token, or None (the test is skipped, saying so) outside CI
-/// when SoftHSM2 or pkcs11-tool is not installed.
-fn token(t: &TestDir) -> Option<Token<'_>> {
-    let missing: Vec<&str> = [
-        (!Path::new(MODULE).exists()).then_some(MODULE),
-        which("softhsm2-util").is_none().then_some("softhsm2-util"),
-        which("pkcs11-tool").is_none().then_some("pkcs11-tool"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{missing:?} required in CI (.ci/run installs softhsm2 and opensc)"
-        );
-        println!("SKIPPED: {missing:?} not installed (apt-get install softhsm2 opensc)");
-        return None;
-    }
-    std::fs::create_dir_all(t.path("tokens")).unwrap();
-    let conf = t
-        .write(
-            "softhsm2.conf",
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                t.p("tokens")
-            ),
-        )
-        .display()
-        .to_string();
-    t.write("pin.txt", format!("{PIN}\n"));
-    let tok = Token { t, conf };
-    let init = tok.tool(
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            LABEL,
-            "--pin",
-            PIN,
-            "--so-pin",
-            SO_PIN,
-        ],
-    );
-    assert_eq!(
-        init.code,
-        Some(0),
-        "softhsm2-util --init-token\n{}",
-        init.describe()
-    );
-    Some(tok)
-}
-
-impl Token<'_> {
-    /// `pkcs11:` URI of `object`, the PIN read from pin.txt.
-    fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token={LABEL};object={object}?pin-source=file:{}",
-            self.t.p("pin.txt")
-        )
-    }
-
-    fn devcert_cmd(&self) -> Cmd {
-        self.t
-            .devcert_cmd()
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env("DEVCERT_PKCS11_MODULE", MODULE)
-    }
-
-    fn devcert(&self, args: &[&str]) -> Out {
-        self.devcert_cmd().args(args).run()
-    }
-
-    fn tool(&self, program: &str, args: &[&str]) -> Out {
-        Cmd::new(self.t.root(), program)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .args(args)
-            .run()
-    }
-
-    #[track_caller]
-    fn tool_ok(&self, program: &str, args: &[&str]) -> String {
-        let out = self.tool(program, args);
-        assert_eq!(out.code, Some(0), "{program} failed\n{}", out.describe());
-        out.text()
-    }
-
-    /// `pkcs11-tool`, logged in.
-    fn p11tool(&self, args: &[&str]) -> Out {
-        let mut all = vec!["--module", MODULE, "--login", "--pin", PIN];
-        all.extend_from_slice(args);
-        self.tool("pkcs11-tool", &all)
-    }
-
-    /// Every object of the token, as `pkcs11-tool -O` lists them.
-    fn objects(&self) -> String {
-        let out = self.p11tool(&["-O"]);
-        assert_eq!(out.code, Some(0), "pkcs11-tool -O\n{}", out.describe());
-        out.stdout_str()
-    }
-
-    /// Imports a PKCS#8 key file (private and public objects).
-    fn import(&self, key: &str, label: &str, id: &str) {
-        self.tool_ok(
-            "softhsm2-util",
-            &[
-                "--import", key, "--token", LABEL, "--label", label, "--id", id, "--pin", PIN,
-            ],
-        );
-    }
-}
-
 /// The `pkcs11-tool -O` block of the private key labelled `label`.
 fn private_object<'a>(objects: &'a str, label: &str) -> &'a str {
     objects
@@ -719,7 +593,7 @@ fn token_errors_are_clear_and_write_nothing() {
     for (out, needles) in cases {
         let out = out.fails_naming(needles);
         assert!(
-            !out.stderr.contains("999111") && !out.stderr.contains(PIN),
+            !out.stderr.contains("999111") && !out.stderr.contains(TOKEN_PIN),
             "PIN shown:\n{}",
             out.describe()
         );

@@ -1378,3 +1378,140 @@ impl<'a> CaDb<'a> {
 pub const AKI: &str = "authorityKeyIdentifier = keyid\n";
 pub const LEAF_EXT: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
                         extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n";
+
+// ---------------------------------------------------------------------------
+// A SoftHSM2 token (tests/pkcs11.rs, the broker test of a token-signed device)
+// ---------------------------------------------------------------------------
+
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const TOKEN_LABEL: &str = "devcert-test";
+pub const TOKEN_PIN: &str = "731946";
+pub const TOKEN_SO_PIN: &str = "24680135";
+
+/// A SoftHSM2 token whose files live in the test's folder.
+pub struct Token<'a> {
+    pub t: &'a TestDir,
+    pub conf: String,
+}
+
+/// A fresh token, or None (the test is skipped, saying so) outside CI
+/// when SoftHSM2 or pkcs11-tool is not installed.
+pub fn token(t: &TestDir) -> Option<Token<'_>> {
+    let missing: Vec<&str> = [
+        (!Path::new(SOFTHSM_MODULE).exists()).then_some(SOFTHSM_MODULE),
+        which("softhsm2-util").is_none().then_some("softhsm2-util"),
+        which("pkcs11-tool").is_none().then_some("pkcs11-tool"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{missing:?} required in CI (.ci/run installs softhsm2 and opensc)"
+        );
+        println!("SKIPPED: {missing:?} not installed (apt-get install softhsm2 opensc)");
+        return None;
+    }
+    std::fs::create_dir_all(t.path("tokens")).unwrap();
+    let conf = t
+        .write(
+            "softhsm2.conf",
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                t.p("tokens")
+            ),
+        )
+        .display()
+        .to_string();
+    t.write("pin.txt", format!("{TOKEN_PIN}\n"));
+    let tok = Token { t, conf };
+    let init = tok.tool(
+        "softhsm2-util",
+        &[
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--pin",
+            TOKEN_PIN,
+            "--so-pin",
+            TOKEN_SO_PIN,
+        ],
+    );
+    assert_eq!(
+        init.code,
+        Some(0),
+        "softhsm2-util --init-token\n{}",
+        init.describe()
+    );
+    Some(tok)
+}
+
+impl Token<'_> {
+    /// `pkcs11:` URI of `object`, the PIN read from pin.txt.
+    pub fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token={TOKEN_LABEL};object={object}?pin-source=file:{}",
+            self.t.p("pin.txt")
+        )
+    }
+
+    pub fn devcert_cmd(&self) -> Cmd {
+        self.t
+            .devcert_cmd()
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("DEVCERT_PKCS11_MODULE", SOFTHSM_MODULE)
+    }
+
+    pub fn devcert(&self, args: &[&str]) -> Out {
+        self.devcert_cmd().args(args).run()
+    }
+
+    pub fn tool(&self, program: &str, args: &[&str]) -> Out {
+        Cmd::new(self.t.root(), program)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args(args)
+            .run()
+    }
+
+    #[track_caller]
+    pub fn tool_ok(&self, program: &str, args: &[&str]) -> String {
+        let out = self.tool(program, args);
+        assert_eq!(out.code, Some(0), "{program} failed\n{}", out.describe());
+        out.text()
+    }
+
+    /// `pkcs11-tool`, logged in.
+    pub fn p11tool(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--module", SOFTHSM_MODULE, "--login", "--pin", TOKEN_PIN];
+        all.extend_from_slice(args);
+        self.tool("pkcs11-tool", &all)
+    }
+
+    /// Every object of the token, as `pkcs11-tool -O` lists them.
+    pub fn objects(&self) -> String {
+        let out = self.p11tool(&["-O"]);
+        assert_eq!(out.code, Some(0), "pkcs11-tool -O\n{}", out.describe());
+        out.stdout_str()
+    }
+
+    /// Imports a PKCS#8 key file (private and public objects).
+    pub fn import(&self, key: &str, label: &str, id: &str) {
+        self.tool_ok(
+            "softhsm2-util",
+            &[
+                "--import",
+                key,
+                "--token",
+                TOKEN_LABEL,
+                "--label",
+                label,
+                "--id",
+                id,
+                "--pin",
+                TOKEN_PIN,
+            ],
+        );
+    }
+}
