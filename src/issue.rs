@@ -2,7 +2,7 @@
 //! key, CSR, certificate, PKCS#8 key and leaf-then-CA chain, written under
 //! the seed's five file names all together or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use der::Decode;
 use x509_cert::name::Name;
@@ -14,7 +14,7 @@ use crate::csr::build_csr;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::keys::{KeyAlgo, KeyFormat, PrivateKey, pem_encode};
-use crate::output::{Mode, Staged, commit_all, commit_all_new, stage};
+use crate::output::{Mode, Staged, commit_all, commit_files, create_folders, parents_of, stage};
 use crate::profile::ExtensionProfile;
 use crate::sign::{CaSigner, CertRequest, Lifetime};
 
@@ -86,10 +86,24 @@ pub fn make_device(ca: &CaSigner, spec: &DeviceSpec<'_>) -> Result<DeviceFiles> 
     })
 }
 
+impl DeviceFiles {
+    /// The five files: name, bytes, mode.
+    pub fn contents(&self) -> [(&'static str, &[u8], Mode); 5] {
+        [
+            (KEY_FILE, self.key.as_slice(), Mode::Secret),
+            (CSR_FILE, self.csr.as_slice(), Mode::Public),
+            (CERT_FILE, self.cert.as_slice(), Mode::Public),
+            (PKCS8_FILE, self.key.as_slice(), Mode::Secret),
+            (CHAIN_FILE, self.chain.as_slice(), Mode::Public),
+        ]
+    }
+}
+
 /// Writes the five files into `dir` (created with its parents if missing).
 /// All or nothing: if any of the five exists and `force` is off, nothing
 /// is written; on failure none of the five remains and a folder this call
-/// created is removed again. Other files in `dir` are never touched.
+/// created is removed again. Other files in `dir` are never touched. On
+/// success the files and the names of the folders created are durable.
 pub fn write_device(dir: &Path, files: &DeviceFiles, force: bool) -> Result<()> {
     let label = dir.display().to_string();
     if !force
@@ -102,11 +116,13 @@ pub fn write_device(dir: &Path, files: &DeviceFiles, force: bool) -> Result<()> 
         ));
     }
     let created =
-        create_dirs(dir).map_err(|e| Error::io("cannot create output folder", &label, &e))?;
+        create_folders(dir).map_err(|e| Error::io("cannot create output folder", &label, &e))?;
     let fresh = created.last().is_some_and(|d| d == dir);
     let result = stage_all(dir, files).and_then(|staged| {
         if fresh {
-            commit_all_new(staged)
+            // Nothing to refuse or keep aside in a new folder; the new
+            // folders' own names are synced with the files'.
+            commit_files(staged, false, &parents_of(&created))
         } else {
             commit_all(staged, force)
         }
@@ -121,34 +137,8 @@ pub fn write_device(dir: &Path, files: &DeviceFiles, force: bool) -> Result<()> 
 }
 
 fn stage_all(dir: &Path, f: &DeviceFiles) -> Result<Vec<Staged>> {
-    [
-        (KEY_FILE, f.key.as_slice(), Mode::Secret),
-        (CSR_FILE, f.csr.as_slice(), Mode::Public),
-        (CERT_FILE, f.cert.as_slice(), Mode::Public),
-        (PKCS8_FILE, f.key.as_slice(), Mode::Secret),
-        (CHAIN_FILE, f.chain.as_slice(), Mode::Public),
-    ]
-    .into_iter()
-    .map(|(name, data, mode)| stage(&dir.join(name), data, mode))
-    .collect()
-}
-
-/// Creates `dir` and missing parents; returns the folders it created,
-/// outermost first. One mkdir when only `dir` is missing (a batch device).
-fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(vec![dir.to_path_buf()]),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(Vec::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .ok_or(e)?;
-            let mut created = create_dirs(parent)?;
-            std::fs::create_dir(dir)?;
-            created.push(dir.to_path_buf());
-            Ok(created)
-        }
-        Err(e) => Err(e),
-    }
+    f.contents()
+        .into_iter()
+        .map(|(name, data, mode)| stage(&dir.join(name), data, mode))
+        .collect()
 }

@@ -23,6 +23,7 @@ pub mod pkcs12;
 pub mod profile;
 pub mod registry;
 pub mod sign;
+pub mod template;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -3,13 +3,25 @@
 //! existing file without `--force`, private keys 0600, other files 0644,
 //! both filtered by the umask as open(2) does.
 //!
+//! Durability: when a write returns, its data and its name are on stable
+//! storage. Files written together are synced together (one `syncfs` for
+//! several files on one filesystem, `fdatasync` for one), then renamed,
+//! then their folders are synced once — two waits for the disk however
+//! many files, instead of one per file.
+//!
 //! Symlinks: the rename replaces a symlink at the output path itself; it is
 //! never followed. Without `--force` an existing symlink (even a dangling
 //! one) counts as an existing file and the write is refused.
+//!
+//! Temp files are registered while they exist, so SIGINT/SIGTERM/SIGHUP
+//! remove them (see [`remove_temps_on_signals`]).
 
+use std::collections::BTreeSet;
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 
 use tempfile::NamedTempFile;
 
@@ -24,10 +36,22 @@ pub enum Mode {
     Public,
 }
 
-/// One file written to a temp file next to its target, not yet in place.
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Secret => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+}
+
+/// One file written to a temp file next to its target, not yet in place
+/// and not yet synced.
 pub struct Staged {
     temp: NamedTempFile,
     target: PathBuf,
+    // Dropped after `temp` (which removes the file): unregisters it.
+    _live: Live,
 }
 
 impl Staged {
@@ -39,57 +63,57 @@ impl Staged {
     pub fn temp_path(&self) -> &Path {
         self.temp.path()
     }
+
+    /// Another handle on the temp file, to stream its contents in.
+    pub fn writer(&self) -> std::io::Result<File> {
+        self.temp.as_file().try_clone()
+    }
 }
 
-/// Writes `data` to a temp file in the target's folder.
+/// Writes `data` to a temp file in the target's folder. Nothing is synced
+/// yet: [`commit`] / [`commit_all`] do that for all files at once.
 pub fn stage(target: &Path, data: &[u8], mode: Mode) -> Result<Staged> {
     let what = "cannot write output";
     let label = target.display().to_string();
-    let dir = parent_dir(target);
-    // The mode is given to open(2), which applies the umask: a key is
-    // never readable by others, not even while it is being written, and a
-    // public file needs no chmod. A key is set to exactly 0600 (through
-    // the descriptor, no path lookup) even under a umask like 0277.
-    let bits = match mode {
-        Mode::Secret => 0o600,
-        Mode::Public => 0o644,
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".devcert-")
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(bits))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(what, &label, &e))?;
-    if mode == Mode::Secret {
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(bits))
-            .map_err(|e| Error::io(what, &label, &e))?;
-    }
+    let (mut temp, live) =
+        temp_file(parent_dir(target), mode).map_err(|e| Error::io(what, &label, &e))?;
     temp.write_all(data)
-        .and_then(|_| temp.as_file().sync_all())
         .map_err(|e| Error::io(what, &label, &e))?;
     Ok(Staged {
         temp,
         target: target.to_path_buf(),
+        _live: live,
     })
 }
 
-/// Moves a staged file into place. Without `force`, an existing target is
-/// refused atomically (no check-then-rename race).
+/// A registered `.devcert-XXXXXX.tmp` file in `dir`. The mode is given to
+/// open(2), which applies the umask: a key is never readable by others,
+/// not even while it is being written, and a public file needs no chmod. A
+/// key is set to exactly 0600 (through the descriptor, no path lookup) even
+/// under a umask like 0277.
+pub fn temp_file(dir: &Path, mode: Mode) -> std::io::Result<(NamedTempFile, Live)> {
+    let bits = mode.bits();
+    let (temp, live) = track(|| {
+        let t = tempfile::Builder::new()
+            .prefix(".devcert-")
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(bits))
+            .tempfile_in(dir)?;
+        let p = t.path().to_path_buf();
+        Ok((t, p))
+    })?;
+    if mode == Mode::Secret {
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(bits))?;
+    }
+    Ok((temp, live))
+}
+
+/// Moves a staged file into place, durably (data synced, renamed, folder
+/// synced). Without `force`, an existing target is refused atomically (no
+/// check-then-rename race).
 pub fn commit(staged: Staged, force: bool) -> Result<()> {
-    let label = staged.target.display().to_string();
-    let result = if force {
-        staged.temp.persist(&staged.target).map(|_| ())
-    } else {
-        staged.temp.persist_noclobber(&staged.target).map(|_| ())
-    };
-    result.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            exists_error(&label)
-        } else {
-            Error::io("cannot write output", &label, &e.error)
-        }
-    })
+    commit_group(vec![staged], force)
 }
 
 pub fn exists_error(label: &str) -> Error {
@@ -120,6 +144,16 @@ pub fn refuse_existing(path: &str, force: bool) -> Result<()> {
 pub fn write_stdout(data: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(data).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write output", "<stdout>", &e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Streams `from` to stdout; a closed pipe is not an error.
+pub fn copy_to_stdout(from: &mut impl std::io::Read) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match std::io::copy(from, &mut out).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::io("cannot write output", "<stdout>", &e)),
         Ok(()) => Ok(()),
@@ -211,33 +245,54 @@ pub fn write_key_and(
 }
 
 /// Several files that appear together or not at all (`devcert issue`).
-/// Every file is staged first; only then are they renamed into place. If
-/// one rename fails, the files already placed are removed again and, with
-/// `force`, the files they replaced are put back (each is hard-linked
-/// aside before it is replaced).
+/// Every file is staged first; they are synced together, then renamed
+/// into place, then their folders are synced. If one rename fails, the
+/// files already placed are removed again and, with `force`, the files
+/// they replaced are put back (each is hard-linked aside before it is
+/// replaced).
 pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
     refuse_duplicates(&staged)?;
     if !force && let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
         return Err(exists_error(&s.target.display().to_string()));
     }
-    place_all(staged, force)
+    commit_group(staged, force)
 }
 
-/// [`commit_all`] into a folder this call has just created, under names
-/// that differ: there is nothing to refuse or keep aside, so no file is
-/// looked up first (a batch
-/// of 100,000 devices saves half a million lookups). Another writer that
-/// got in first is still refused by the rename.
-pub fn commit_all_new(staged: Vec<Staged>) -> Result<()> {
-    place_all(staged, false)
+fn commit_group(staged: Vec<Staged>, force: bool) -> Result<()> {
+    commit_files(staged, force, &[])
 }
 
-fn place_all(staged: Vec<Staged>, force: bool) -> Result<()> {
+/// The durable commit of several files: their data synced together, the
+/// renames (all or nothing), then their folders and `also_sync` (folders
+/// whose entries changed too, e.g. the parents of new folders) synced
+/// together. No file is looked up first: without `force` an existing
+/// target is refused by the rename itself.
+pub fn commit_files(staged: Vec<Staged>, force: bool, also_sync: &[&Path]) -> Result<()> {
+    let Some(first) = staged.first() else {
+        return Ok(());
+    };
+    let label = first.target.display().to_string();
+    let files: Vec<&File> = staged.iter().map(|s| s.temp.as_file()).collect();
+    sync_together(&files, false).map_err(|e| Error::io("cannot write output", &label, &e))?;
+    let folders: BTreeSet<PathBuf> = staged
+        .iter()
+        .map(|s| parent_dir(&s.target).to_path_buf())
+        .chain(also_sync.iter().map(|p| p.to_path_buf()))
+        .collect();
+    place_all(staged, force)?;
+    sync_folders(folders.iter().map(PathBuf::as_path))
+        .map_err(|e| Error::io("cannot write output", &label, &e))
+}
+
+/// Renames staged files into place, all or nothing (no syncing).
+pub fn place_all(staged: Vec<Staged>, force: bool) -> Result<()> {
+    // Keeping replaced files aside only matters when a later file can fail.
+    let keep = force && staged.len() > 1;
     let mut placed: Vec<(PathBuf, Option<NamedTempFile<()>>)> = Vec::new();
     for s in staged {
         let target = s.target.clone();
-        let prior = if force { keep_aside(&target) } else { None };
-        if let Err(e) = commit(s, force) {
+        let prior = if keep { keep_aside(&target) } else { None };
+        if let Err(e) = rename_staged(s, force) {
             for (path, prior) in placed.into_iter().rev() {
                 match prior {
                     Some(old) => drop(old.persist(&path)),
@@ -250,6 +305,99 @@ fn place_all(staged: Vec<Staged>, force: bool) -> Result<()> {
     }
     // Dropping the kept-aside links removes them.
     Ok(())
+}
+
+fn rename_staged(staged: Staged, force: bool) -> Result<()> {
+    let Staged {
+        temp,
+        target,
+        _live,
+    } = staged;
+    let result = if force {
+        temp.persist(&target).map(|_| ())
+    } else {
+        temp.persist_noclobber(&target).map(|_| ())
+    };
+    result.map_err(|e| {
+        let label = target.display().to_string();
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            exists_error(&label)
+        } else {
+            Error::io("cannot write output", &label, &e.error)
+        }
+    })
+}
+
+/// Makes the contents of `files` durable with as few waits as possible:
+/// one `syncfs` per filesystem holding several of them, `fdatasync` (or
+/// `fsync` for folders, `metadata`) for a lone file.
+pub fn sync_together(files: &[&File], metadata: bool) -> std::io::Result<()> {
+    let mut by_fs: Vec<(u64, Vec<&File>)> = Vec::new();
+    for f in files {
+        let dev = f.metadata()?.dev();
+        match by_fs.iter_mut().find(|(d, _)| *d == dev) {
+            Some((_, v)) => v.push(f),
+            None => by_fs.push((dev, vec![f])),
+        }
+    }
+    for (_, group) in by_fs {
+        match group.as_slice() {
+            [one] if metadata => one.sync_all()?,
+            [one] => one.sync_data()?,
+            [first, ..] => syncfs(first)?,
+            [] => {}
+        }
+    }
+    Ok(())
+}
+
+/// Makes the entries of these folders (new names, renames) durable.
+pub fn sync_folders<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> std::io::Result<()> {
+    let open: Vec<File> = dirs
+        .into_iter()
+        .map(File::open)
+        .collect::<std::io::Result<_>>()?;
+    sync_together(&open.iter().collect::<Vec<_>>(), true)
+}
+
+/// Flushes every dirty page and inode of the filesystem holding `fd`, in
+/// one call; errors of the writeback are reported (Linux ≥ 5.8).
+pub fn syncfs(fd: &File) -> std::io::Result<()> {
+    rustix::fs::syncfs(fd).map_err(std::io::Error::from)
+}
+
+/// Creates `dir` and missing parents; returns the folders it created,
+/// outermost first. Folders are created 0755 filtered by the umask, so
+/// never writable by group or others whatever the umask (they may hold
+/// keys: a writable folder lets others swap or delete them, or plant
+/// links). One mkdir when only `dir` is missing.
+pub fn create_folders(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    match create_folder(dir) {
+        Ok(()) => Ok(vec![dir.to_path_buf()]),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .ok_or(e)?;
+            let mut created = create_folders(parent)?;
+            create_folder(dir)?;
+            created.push(dir.to_path_buf());
+            Ok(created)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One folder, 0755 & !umask.
+pub fn create_folder(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o755).create(dir)
+}
+
+/// The folders whose entries changed when `created` (from
+/// [`create_folders`]) were made: each one's parent.
+pub fn parents_of(created: &[PathBuf]) -> Vec<&Path> {
+    created.iter().map(|d| parent_dir(d)).collect()
 }
 
 /// A hard link to the file (or symlink) at `target` under a temporary
@@ -268,10 +416,92 @@ fn keep_aside(target: &Path) -> Option<NamedTempFile<()>> {
         .ok()
 }
 
-fn parent_dir(target: &Path) -> &Path {
+pub fn parent_dir(target: &Path) -> &Path {
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+// --- Temp files removed on SIGINT / SIGTERM / SIGHUP ----------------------
+
+/// Held (shared) while a temp file or folder is created and registered,
+/// and (exclusively, for good) by the signal cleanup: nothing is created
+/// after the cleanup has listed what to remove.
+static GATE: RwLock<()> = RwLock::new(());
+/// The temp files and folders that exist now.
+static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A registered temp path; dropping it unregisters the path (the owner
+/// removes or renames the file itself).
+pub struct Live(PathBuf);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        live().remove(&self.0);
+    }
+}
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `create` (which makes a temp file or folder and returns its path)
+/// so that a signal cleanup either sees the result or runs before it.
+pub fn track<T>(
+    create: impl FnOnce() -> std::io::Result<(T, PathBuf)>,
+) -> std::io::Result<(T, Live)> {
+    let _shared = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let (made, path) = create()?;
+    live().insert(path.clone());
+    Ok((made, Live(path)))
+}
+
+/// Runs `create` (something inside a tracked temp folder) so that it
+/// cannot race the signal cleanup removing that folder.
+pub fn while_no_cleanup<T>(create: impl FnOnce() -> T) -> T {
+    let _shared = GATE.read().unwrap_or_else(|e| e.into_inner());
+    create()
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP remove this process's temp files
+/// and folders, then end it as the signal would (exit status 128+N). Call
+/// once, early, in a command that writes files; a kill -9 still leaves
+/// them (`batch` removes a killed run's on its next run).
+pub fn remove_temps_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    INSTALLED.call_once(|| {
+        result = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .and_then(|mut signals| {
+                std::thread::Builder::new()
+                    .name("devcert-signals".into())
+                    .spawn(move || {
+                        if let Some(sig) = signals.forever().next() {
+                            remove_live_temps();
+                            let _ = signal_hook::low_level::emulate_default_handler(sig);
+                            std::process::exit(128 + sig);
+                        }
+                    })
+                    .map(drop)
+            })
+            .map_err(|e| Error::io("cannot install signal handlers", "devcert", &e));
+    });
+    result
+}
+
+/// Removes every registered temp path and blocks new ones for good.
+fn remove_live_temps() {
+    let gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    // Never released: the process is about to end.
+    std::mem::forget(gate);
+    for path in live().iter() {
+        match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => drop(std::fs::remove_dir_all(path)),
+            Ok(_) => drop(std::fs::remove_file(path)),
+            Err(_) => {}
+        }
     }
 }
 

@@ -340,8 +340,10 @@ fn assert_summary(out: &Out, devices: usize, dir: &str, issued: usize, skipped: 
     let head = format!(
         "batch: {devices} devices in {dir} ({issued} issued, {skipped} already complete) in "
     );
+    // A rate only when devices were made (an all-skipped run is not "0 devices/s").
+    let rate = lines.first().is_some_and(|l| l.ends_with(" devices/s"));
     assert!(
-        lines.len() == 1 && lines[0].starts_with(&head) && lines[0].ends_with(" devices/s"),
+        lines.len() == 1 && lines[0].starts_with(&head) && rate == (issued > 0),
         "expected one summary line {head:?}...\n{}",
         out.describe()
     );
@@ -375,7 +377,7 @@ fn count_25_ec_every_device_verifies_and_the_manifests_match_openssl() {
     );
     assert_summary(&out, 25, "fleet", 25, 0);
 
-    let names: Vec<String> = (1..=25).map(|i| format!("dev-{i:02}")).collect();
+    let names: Vec<String> = (1..=25).map(|i| format!("dev-{i:04}")).collect();
     assert_eq!(folders(&t, "fleet"), names, "one folder per device");
     let dirs: Vec<String> = names.iter().map(|n| format!("fleet/{n}")).collect();
     // Nothing else in the fleet folder (no temp files left).
@@ -411,7 +413,7 @@ fn count_25_ec_every_device_verifies_and_the_manifests_match_openssl() {
         assert!(c.get("bc").starts_with("ca=0"), "{dir}: {}", c.get("bc"));
     }
     assert_eq!(serials.len(), 25, "serials distinct");
-    let text = t.pkey_text("fleet/dev-01/client.key", &[]);
+    let text = t.pkey_text("fleet/dev-0001/client.key", &[]);
     assert!(text.contains("prime256v1"), "EC P-256 by default:\n{text}");
 
     // The CSV says the same as the JSON, row for row.
@@ -610,10 +612,12 @@ fn rerun_skips_complete_devices_and_redoes_half_deleted_ones() {
     );
 
     // Half-delete two devices (and leave a killed run's temp file in one).
-    fs::remove_file(t.path("fleet/r-2/client.crt")).unwrap();
-    t.write("fleet/r-2/.devcert-stale123.tmp", "half");
-    fs::remove_dir_all(t.path("fleet/r-5")).unwrap();
-    let third = batch(&t, &args).ok();
+    fs::remove_file(t.path("fleet/r-0002/client.crt")).unwrap();
+    t.write("fleet/r-0002/.devcert-stale123.tmp", "half");
+    fs::remove_dir_all(t.path("fleet/r-0005")).unwrap();
+    // r-0002 is not as a batch leaves a device: refused without --force.
+    batch(&t, &args).fails_naming(&["fleet/r-0002", "not a complete device"]);
+    let third = batch(&t, &[&args[..], &["--force"]].concat()).ok();
     let doc = json_doc(&third);
     assert_eq!(
         (doc["issued"].as_u64(), doc["skipped"].as_u64()),
@@ -621,8 +625,8 @@ fn rerun_skips_complete_devices_and_redoes_half_deleted_ones() {
         "{doc}"
     );
     let rows3 = manifest(&t, "fleet");
-    let redone = ["r-2", "r-5"];
-    let dirs: Vec<String> = (1..=6).map(|i| format!("fleet/r-{i}")).collect();
+    let redone = ["r-0002", "r-0005"];
+    let dirs: Vec<String> = (1..=6).map(|i| format!("fleet/r-{i:04}")).collect();
     check_devices(&t, &dirs, "CA.crt");
     let after3 = snapshot(&t, "fleet");
     let mut serials = BTreeSet::new();
@@ -643,10 +647,10 @@ fn rerun_skips_complete_devices_and_redoes_half_deleted_ones() {
         }
     }
     assert_eq!(serials.len(), 6, "serials distinct after the re-run");
-    // r-2 got a whole new set, not a certificate for its old key.
+    // r-0002 got a whole new set, not a certificate for its old key.
     assert_ne!(
-        after3["fleet/r-2/client.key"].0, before["fleet/r-2/client.key"].0,
-        "r-2 was redone with its old key"
+        after3["fleet/r-0002/client.key"].0, before["fleet/r-0002/client.key"].0,
+        "r-0002 was redone with its old key"
     );
 }
 
@@ -781,7 +785,7 @@ fn small_rsa_batch_verifies_with_rsa_2048_keys() {
         ],
     )
     .ok();
-    let dirs = ["fleet/rsa-1".to_string(), "fleet/rsa-2".to_string()];
+    let dirs = ["fleet/rsa-0001".to_string(), "fleet/rsa-0002".to_string()];
     check_devices(&t, &dirs, "CA.crt");
     let rows = manifest(&t, "fleet");
     assert_eq!(rows.len(), 2);
@@ -901,8 +905,8 @@ fn warns_as_issue_does() {
     .ok();
     // The devices are still made (a warning, not an error).
     let crts = [
-        "fleet/w-1/client.crt".to_string(),
-        "fleet/w-2/client.crt".to_string(),
+        "fleet/w-0001/client.crt".to_string(),
+        "fleet/w-0002/client.crt".to_string(),
     ];
     verify_all(&t, "CA.crt", &crts);
     assert_summary(&out, 2, "fleet", 2, 0);
@@ -929,28 +933,38 @@ fn rerun_redoes_inconsistent_devices_and_refuses_devices_of_another_ca() {
     let rows1 = manifest(&t, "fleet");
     let copy = |from: &str, to: &str| {
         fs::copy(
-            t.path(&format!("fleet/t-7/{from}")),
+            t.path(&format!("fleet/t-0007/{from}")),
             t.path(&format!("fleet/{to}/{from}")),
         )
         .unwrap();
     };
-    copy("client_pkcs8.key", "t-1");
-    copy("client.key", "t-2");
-    copy("client.csr", "t-3");
-    copy("client_chain.crt", "t-4");
-    let crt = t.read("fleet/t-5/client.crt");
-    t.write("fleet/t-5/client.crt", &crt[..crt.len() / 2]);
-    copy("client.crt", "t-6");
-    let keep = snapshot(&t, "fleet/t-7");
+    copy("client_pkcs8.key", "t-0001");
+    copy("client.key", "t-0002");
+    copy("client.csr", "t-0003");
+    copy("client_chain.crt", "t-0004");
+    let crt = t.read("fleet/t-0005/client.crt");
+    t.write("fleet/t-0005/client.crt", &crt[..crt.len() / 2]);
+    copy("client.crt", "t-0006");
+    let keep = snapshot(&t, "fleet/t-0007");
 
-    let out = batch(&t, &args).ok();
+    // A batch never leaves a device folder like these (each appears whole),
+    // so without --force they are refused as files it did not write.
+    let damaged = snapshot(&t, "fleet");
+    batch(&t, &args)
+        .fails_naming(&["fleet/t-000", "not a complete device"])
+        .stderr_has("--force");
+    assert!(
+        snapshot(&t, "fleet") == damaged,
+        "a refused batch touched the fleet"
+    );
+    let out = batch(&t, &[&args[..], &["--force"]].concat()).ok();
     let doc = json_doc(&out);
     assert_eq!(
         (doc["issued"].as_u64(), doc["skipped"].as_u64()),
         (Some(6), Some(1)),
         "{doc}"
     );
-    let dirs: Vec<String> = (1..=7).map(|i| format!("fleet/t-{i}")).collect();
+    let dirs: Vec<String> = (1..=7).map(|i| format!("fleet/t-{i:04}")).collect();
     let crts = check_devices(&t, &dirs, "CA.crt");
     let rows2 = manifest(&t, "fleet");
     let mut serials = BTreeSet::new();
@@ -958,7 +972,7 @@ fn rerun_redoes_inconsistent_devices_and_refuses_devices_of_another_ca() {
         let cn = dir.trim_start_matches("fleet/");
         let cert = assert_device(&t, dir, "CA.crt");
         assert!(serials.insert(cert.serial.clone()), "serial repeated");
-        if cn == "t-7" {
+        if cn == "t-0007" {
             assert_row(row, cn, dir, &cert, "skipped");
             assert_eq!(as_csv(row), as_csv(old));
         } else {
@@ -966,7 +980,7 @@ fn rerun_redoes_inconsistent_devices_and_refuses_devices_of_another_ca() {
             assert_eq!(cert.subject, format!("CN={cn}"));
         }
     }
-    let now7 = snapshot(&t, "fleet/t-7");
+    let now7 = snapshot(&t, "fleet/t-0007");
     assert!(now7 == keep, "the complete device t-7 was touched");
 
     // Another CA: its devices are complete, so they are neither skipped as
@@ -1011,26 +1025,29 @@ fn a_device_that_cannot_be_written_fails_the_batch_cleanly() {
     };
     batch(&t, &args("3")).ok();
     // Where device x4 goes there is a file.
-    t.write("fleet/x4", "not a folder");
+    t.write("fleet/x0004", "not a folder");
     let before = t.listing();
-    batch(&t, &args("5")).fails_naming(&["fleet/x4"]);
+    batch(&t, &args("5")).fails_naming(&["fleet/x0004", "not a folder"]);
     let after = t.listing();
-    for k in ["fleet/manifest.json", "fleet.csv", "fleet/x4"] {
+    for k in ["fleet/manifest.json", "fleet.csv", "fleet/x0004"] {
         assert!(before[k] == after[k], "{k} changed by a failed batch");
     }
     for (k, v) in &before {
-        if k.starts_with("fleet/x1") || k.starts_with("fleet/x2") || k.starts_with("fleet/x3") {
+        if k.starts_with("fleet/x0001")
+            || k.starts_with("fleet/x0002")
+            || k.starts_with("fleet/x0003")
+        {
             assert!(after[k] == *v, "{k} of a complete device changed");
         }
     }
     let stray: Vec<&String> = after
         .keys()
-        .filter(|k| !before.contains_key(*k) && !k.starts_with("fleet/x5"))
+        .filter(|k| !before.contains_key(*k) && !k.starts_with("fleet/x0005"))
         .collect();
     assert!(stray.is_empty(), "left behind by a failed batch: {stray:?}");
-    // x5 (after the failure, one job) is either not made or complete.
-    if t.exists("fleet/x5") {
-        assert_device(&t, "fleet/x5", "CA.crt");
+    // x0005 (after the failure, one job) is either not made or complete.
+    if t.exists("fleet/x0005") {
+        assert_device(&t, "fleet/x0005", "CA.crt");
     }
     assert_eq!(manifest(&t, "fleet").len(), 3);
 }
@@ -1061,7 +1078,7 @@ fn long_form_template_with_repeated_fields_and_its_digest() {
         ],
     )
     .ok();
-    let dirs = ["fleet/s-1".to_string(), "fleet/s-2".to_string()];
+    let dirs = ["fleet/s-0001".to_string(), "fleet/s-0002".to_string()];
     check_devices(&t, &dirs, "CA.crt");
     for (row, dir) in manifest(&t, "fleet").iter().zip(&dirs) {
         let cn = dir.trim_start_matches("fleet/");
@@ -1179,14 +1196,16 @@ fn file_modes_under_any_umask() {
                 .args(["batch", "--ca", "CA.crt", "--ca-key", "CA.key"])
                 .args(["--count", "2", "--cn-prefix", "m", "--out-dir", &dir])
                 .args(["--manifest-csv", &csv])
+                // The re-run redoes m0001, no longer a complete device.
+                .arg("--force")
                 .run()
                 .ok()
         };
         run();
-        // m1 is redone on the re-run (its certificate is gone).
-        fs::remove_file(t.path(&format!("{dir}/m1/client.crt"))).unwrap();
+        // m0001 is redone on the re-run (its certificate is gone).
+        fs::remove_file(t.path(&format!("{dir}/m0001/client.crt"))).unwrap();
         run();
-        for m in ["m1", "m2"] {
+        for m in ["m0001", "m0002"] {
             let f = |n: &str| format!("{dir}/{m}/{n}");
             t.assert_mode(&f("client.key"), 0o600);
             t.assert_mode(&f("client_pkcs8.key"), 0o600);
@@ -1214,7 +1233,7 @@ fn a_device_of_another_template_is_refused_not_skipped_or_replaced() {
         "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nO = ACME\nCN = x\n",
     );
     batch(&t, &[&args[..], &["--config", "acme.cfg"]].concat()).fails_naming(&[
-        "fleet/s-1",
+        "fleet/s-0001",
         "another subject",
         "O=ACME",
     ]);
@@ -1222,13 +1241,13 @@ fn a_device_of_another_template_is_refused_not_skipped_or_replaced() {
     let subject = t.openssl_ok(&[
         "x509",
         "-in",
-        "fleet/s-1/client.crt",
+        "fleet/s-0001/client.crt",
         "-noout",
         "-subject",
         "-nameopt",
         "RFC2253",
     ]);
-    assert_eq!(subject.trim(), "subject=CN=s-1");
+    assert_eq!(subject.trim(), "subject=CN=s-0001");
     // The same template as before still skips.
     let out = batch(&t, &[&args[..], &["--json"]].concat()).ok();
     assert_eq!(json_doc(&out)["skipped"], 2);
@@ -1253,7 +1272,9 @@ fn a_second_batch_into_a_busy_folder_is_refused() {
         "nothing made"
     );
     drop(held);
-    let crts: Vec<String> = (1..=2).map(|i| format!("fleet/b-{i}/client.crt")).collect();
+    let crts: Vec<String> = (1..=2)
+        .map(|i| format!("fleet/b-{i:04}/client.crt"))
+        .collect();
     batch(&t, &args).ok();
     verify_all(&t, "CA.crt", &crts);
 }
@@ -1280,9 +1301,15 @@ fn manifest_csv_to_stdout() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0], "cn,serial,not_after,sha256_fingerprint,dir");
-    let serial = t.openssl_ok(&["x509", "-in", "fleet/o-1/client.crt", "-noout", "-serial"]);
+    let serial = t.openssl_ok(&[
+        "x509",
+        "-in",
+        "fleet/o-0001/client.crt",
+        "-noout",
+        "-serial",
+    ]);
     assert!(lines[1].starts_with(&format!(
-        "o-1,{},",
+        "o-0001,{},",
         serial.trim().trim_start_matches("serial=")
     )));
     t.assert_no_file("-");

@@ -914,7 +914,7 @@ fn batch_registers_every_device_and_reruns_heal() {
     from_manifest.sort();
     let list = json(reg(&t, &["device", "list", "--json"]));
     assert_eq!(serials(&list), from_manifest);
-    assert!(from_manifest.contains(&openssl_serial(&t, "fleet/b001/client.crt")));
+    assert!(from_manifest.contains(&openssl_serial(&t, "fleet/b0001/client.crt")));
     // A re-run into a fresh registry registers the complete devices it skips.
     t.devcert(&[
         "batch",

@@ -207,8 +207,8 @@ fn encrypted_ca_keys_are_accepted_by_sign_ca_issue_and_batch() {
             format!("s{i}.crt"),
             format!("sub{i}.crt"),
             format!("d{i}/client.crt"),
-            format!("fleet{i}/b1/client.crt"),
-            format!("fleet{i}/b2/client.crt"),
+            format!("fleet{i}/b0001/client.crt"),
+            format!("fleet{i}/b0002/client.crt"),
         ] {
             t.assert_openssl_verify(&["-CAfile", "CA.crt"], &cert);
         }

@@ -24,8 +24,9 @@ pub struct IssueArgs {
     /// ec, rsa, rsa:BITS, ec:CURVE or a curve name
     #[arg(long, default_value = "ec")]
     algo: AlgoSpec,
-    /// OpenSSL req config (`[req]` with prompt = no and distinguished_name)
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "cn"])]
+    /// OpenSSL req config (`[req]` with prompt = no and distinguished_name);
+    /// with --cn, a template whose CN is replaced
+    #[arg(long, value_name = "FILE", conflicts_with = "subject")]
     config: Option<String>,
     /// Subject as /C=CN/O=ALI/CN=client-test
     #[arg(long, conflicts_with = "cn")]

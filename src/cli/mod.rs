@@ -75,6 +75,12 @@ enum Command {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     QUIET.store(cli.quiet, Ordering::Relaxed);
+    // Commands that write remove their temp files when interrupted. The
+    // registry's own commands are left alone: `registry serve` stops on
+    // these signals itself.
+    if !matches!(cli.command, Command::Registry(_)) {
+        devcert::output::remove_temps_on_signals()?;
+    }
     match cli.command {
         Command::Key(a) => key::run(a).map(|()| ExitCode::SUCCESS),
         Command::Csr(a) => csr::run(a).map(|()| ExitCode::SUCCESS),

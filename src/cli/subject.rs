@@ -10,6 +10,7 @@ use devcert::name::{StringMask, common_name, parse_subject};
 use devcert::openssl_conf::Config;
 use devcert::profile::ExtensionProfile;
 use devcert::sign::{Lifetime, parse_time};
+use devcert::template::SubjectTemplate;
 use x509_cert::name::Name;
 
 use super::read_input;
@@ -23,7 +24,8 @@ pub fn read_config(path: &str) -> Result<Config> {
 }
 
 /// The subject of a request: from a config's `[req]`, a `/C=../CN=..`
-/// string, or (for `issue`) a bare CN.
+/// string, or (for `issue`) a bare CN, or a config used as a template
+/// for that CN (`issue --config T --cn X`).
 pub struct Subject {
     pub name: Name,
     pub req: Option<ReqConfig>,
@@ -35,10 +37,18 @@ pub fn resolve_subject(
     cn: Option<&str>,
 ) -> Result<Subject> {
     match (config, subject, cn) {
-        (Some(path), _, _) => {
-            let req = ReqConfig::from_config(&read_config(path)?)?;
+        (Some(path), _, cn) => {
+            let conf = read_config(path)?;
+            let req = ReqConfig::from_config(&conf)?;
+            // With --cn the config is a template: its subject, this CN.
+            let name = match cn {
+                Some(cn) => SubjectTemplate::from_config(conf)?
+                    .name_for(cn)
+                    .map_err(|e| e.file("--cn"))?,
+                None => req.subject.clone(),
+            };
             Ok(Subject {
-                name: req.subject.clone(),
+                name,
                 req: Some(req),
             })
         }
@@ -57,7 +67,7 @@ pub fn resolve_subject(
     }
 }
 
-fn subject_arg(s: &str) -> Result<Name> {
+pub fn subject_arg(s: &str) -> Result<Name> {
     parse_subject(s, StringMask::default()).map_err(|e| e.file("--subject"))
 }
 
