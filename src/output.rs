@@ -258,6 +258,20 @@ pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
     commit_group(staged, force)
 }
 
+/// Fault injection for the kill and signal tests (tests/faults.rs):
+/// `DEVCERT_TEST_STOP_AT=<point>` stops the process (SIGSTOP) when it
+/// reaches that point, so a test can signal or SIGKILL it exactly there.
+/// Points: `staged` (temp files written, nothing synced or renamed),
+/// `batch-synced` (a chunk's files synced, not renamed), `batch-renamed`
+/// (a chunk in place and synced, not yet in the manifest or registry).
+pub fn stop_here(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("DEVCERT_TEST_STOP_AT").ok());
+    if at.as_deref() == Some(point) {
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
+    }
+}
+
 fn commit_group(staged: Vec<Staged>, force: bool) -> Result<()> {
     commit_files(staged, force, &[])
 }
@@ -272,6 +286,7 @@ pub fn commit_files(staged: Vec<Staged>, force: bool, also_sync: &[&Path]) -> Re
         return Ok(());
     };
     let label = first.target.display().to_string();
+    stop_here("staged");
     let files: Vec<&File> = staged.iter().map(|s| s.temp.as_file()).collect();
     sync_together(&files, false).map_err(|e| Error::io("cannot write output", &label, &e))?;
     let folders: BTreeSet<PathBuf> = staged
@@ -284,8 +299,13 @@ pub fn commit_files(staged: Vec<Staged>, force: bool, also_sync: &[&Path]) -> Re
         .map_err(|e| Error::io("cannot write output", &label, &e))
 }
 
-/// Renames staged files into place, all or nothing (no syncing).
+/// Renames staged files into place, all or nothing (no syncing). A signal
+/// cleanup waits until the group is placed, so it never splits one.
 pub fn place_all(staged: Vec<Staged>, force: bool) -> Result<()> {
+    while_no_cleanup(|| place_each(staged, force))
+}
+
+fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
     // Keeping replaced files aside only matters when a later file can fail.
     let keep = force && staged.len() > 1;
     let mut placed: Vec<(PathBuf, Option<NamedTempFile<()>>)> = Vec::new();

@@ -173,3 +173,145 @@ fn ca_failing_at_the_certificate_leaves_no_key() {
     .fails_naming(&["ca.crt"]);
     t.assert_unchanged(&before);
 }
+
+/// Issue 17, item 2: a batch never writes through a link or over files it
+/// did not write. A device folder that is a link (to root's folder, say),
+/// a file, or a folder holding someone else's files (a foreign
+/// `client.key`, a `client.key` link) is refused without `--force`, naming
+/// it, with nothing touched; with `--force` the link itself is replaced
+/// by a real device folder and the link's target is never opened. The same
+/// for a `manifest.json` that is a link.
+#[test]
+fn batch_never_writes_through_links_or_over_files_it_did_not_write() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    std::fs::create_dir_all(t.path("victim")).unwrap();
+    t.write("victim/client.key", "root's key\n");
+    t.write("victim.txt", "precious\n");
+    let link = |to: &str, at: &str| std::os::unix::fs::symlink(t.path(to), t.path(at)).unwrap();
+    let plant: [(&str, &dyn Fn(&str), &str); 4] = [
+        ("link to a folder", &|d| link("victim", d), "symbolic link"),
+        (
+            "a foreign key",
+            &|d| {
+                std::fs::create_dir(t.path(d)).unwrap();
+                t.write(&format!("{d}/client.key"), "someone else's key\n");
+            },
+            "not a complete device",
+        ),
+        (
+            "a key that is a link",
+            &|d| {
+                std::fs::create_dir(t.path(d)).unwrap();
+                link("victim.txt", &format!("{d}/client.key"));
+            },
+            "not a complete device",
+        ),
+        ("a file", &|d| drop(t.write(d, "a file\n")), "not a folder"),
+    ];
+    for (i, (what, plant, why)) in plant.into_iter().enumerate() {
+        let fleet = format!("fleet{i}");
+        std::fs::create_dir(t.path(&fleet)).unwrap();
+        let dir = format!("{fleet}/d0001");
+        plant(&dir);
+        let args = [
+            "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "1", "--cn-prefix", "d",
+            "--out-dir", &fleet,
+        ];
+        let before = t.listing();
+        t.devcert(&args).fails_naming(&[&dir, why]).stderr_has("--force");
+        t.assert_unchanged(&before);
+        t.devcert_cmd().args(args).arg("--force").run().ok();
+        assert_eq!(t.read_str("victim/client.key"), "root's key\n", "{what}");
+        assert_eq!(t.read_str("victim.txt"), "precious\n", "{what}");
+        assert_eq!(std::fs::read_dir(t.path("victim")).unwrap().count(), 1);
+        assert!(!is_symlink(&t, &dir), "{what}: {dir} is still a link");
+        assert!(!is_symlink(&t, &format!("{dir}/client.key")), "{what}");
+        let crt = format!("{dir}/client.crt");
+        let key = format!("{dir}/client.key");
+        t.assert_openssl_verify(&["-CAfile", "CA.crt"], &crt);
+        assert_eq!(
+            t.openssl_ok(&["pkey", "-in", &key, "-pubout"]),
+            t.openssl_ok(&["x509", "-in", &crt, "-noout", "-pubkey"]),
+            "{what}: {key} is not the certificate's key"
+        );
+    }
+    // A manifest.json that is a link is refused too, and replaced (not
+    // written through) with --force.
+    std::fs::remove_file(t.path("fleet0/manifest.json")).unwrap();
+    link("victim.txt", "fleet0/manifest.json");
+    let args = [
+        "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "1", "--cn-prefix", "d",
+        "--out-dir", "fleet0",
+    ];
+    t.devcert(&args).fails_naming(&["fleet0/manifest.json", "exists"]);
+    t.devcert_cmd().args(args).arg("--force").run().ok();
+    assert_eq!(t.read_str("victim.txt"), "precious\n");
+    assert!(!is_symlink(&t, "fleet0/manifest.json"));
+    assert_no_temp_files(&t);
+}
+
+/// Issue 17, item 9: folders that will hold private keys are created
+/// without group/other write whatever the umask (under umask 000 they were
+/// 0777: anyone could swap the keys or plant links): `issue`'s out dir and
+/// its parents, `batch`'s out dir and device folders.
+#[test]
+fn key_folders_are_never_group_or_world_writable() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    for umask in [0o000, 0o002, 0o022] {
+        let base = format!("u{umask:03o}");
+        let run = |args: &[&str]| t.devcert_cmd().umask(umask).args(args).run().ok();
+        run(&[
+            "issue", "--cn", "d", "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir",
+            &format!("{base}/a/b/dev"),
+        ]);
+        run(&[
+            "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "2", "--cn-prefix", "f",
+            "--out-dir", &format!("{base}/x/fleet"),
+        ]);
+        for dir in [
+            "", "/a", "/a/b", "/a/b/dev", "/x", "/x/fleet", "/x/fleet/f0001", "/x/fleet/f0002",
+        ] {
+            let dir = format!("{base}{dir}");
+            let mode = t.mode(&dir);
+            if dir != base {
+                assert_eq!(mode & 0o022, 0, "{dir} is {mode:o} under umask {umask:03o}");
+                assert_eq!(mode, 0o755 & !umask, "{dir} under umask {umask:03o}");
+            }
+        }
+        t.assert_mode(&format!("{base}/a/b/dev/client.key"), 0o600);
+        t.assert_mode(&format!("{base}/x/fleet/f0001/client_pkcs8.key"), 0o600);
+    }
+}
+
+/// Issue 17, item 13: a device name that is one of the batch's own files
+/// (`manifest.json`, a CSV manifest written into the out dir) is refused
+/// before any device is made or registered, naming the names file's line.
+#[test]
+fn device_names_that_are_the_batch_own_files_are_refused_up_front() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.write("names.txt", "dev-1\nmanifest.json\n");
+    t.write("names2.txt", "dev-1\nlist.csv\n");
+    let before = t.listing();
+    let base = ["batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--registry", "reg.db"];
+    t.devcert(&[&base[..], &["--names", "names.txt", "--out-dir", "fleet"]].concat())
+        .fails_naming(&["names.txt:2", "manifest.json"]);
+    t.devcert(
+        &[
+            &base[..],
+            &["--names", "names2.txt", "--out-dir", "fleet", "--manifest-csv", "fleet/list.csv"],
+        ]
+        .concat(),
+    )
+    .fails_naming(&["names2.txt:2", "list.csv"]);
+    t.assert_unchanged(&before);
+    // The same CSV name elsewhere is no collision.
+    t.devcert(
+        &[&base[..], &["--names", "names2.txt", "--out-dir", "fleet", "--manifest-csv", "list.csv"]]
+            .concat(),
+    )
+    .ok();
+    t.assert_openssl_verify(&["-CAfile", "CA.crt"], "fleet/list.csv/client.crt");
+}

@@ -128,7 +128,9 @@ impl NewFolder {
     /// by now (never merged into, never replaced).
     pub fn place(mut self) -> Result<()> {
         let label = self.dir.display().to_string();
-        rename_noreplace(&self.tmp, &self.dir).map_err(|e| match e.kind() {
+        // A signal cleanup removing the temp folder never races the rename
+        // (it could empty the folder as it becomes the device's).
+        while_no_cleanup(|| rename_noreplace(&self.tmp, &self.dir)).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty => {
                 not_a_device(&self.dir, "it appeared while the batch ran")
             }

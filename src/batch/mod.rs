@@ -27,7 +27,9 @@ use x509_cert::Certificate;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::issue::{DeviceSpec, make_device};
-use crate::output::{Staged, create_folders, parents_of, place_all, stage, sync_folders, syncfs};
+use crate::output::{
+    Staged, create_folders, parents_of, place_all, stage, stop_here, sync_folders, syncfs,
+};
 use crate::registry::Bulk;
 use crate::sign::CaSigner;
 use crate::template::SubjectTemplate;
@@ -266,7 +268,7 @@ impl Batch<'_> {
         if chunk.iter().any(|(_, _, w)| w.is_some()) {
             sync("device files")?;
         }
-        stop_here("after-data-sync");
+        stop_here("batch-synced");
         let mut placed = Vec::with_capacity(chunk.len());
         let mut failure = None;
         for (i, outcome, write) in chunk {
@@ -284,7 +286,7 @@ impl Batch<'_> {
         // The renames, and any an earlier killed run made and never synced
         // (its devices are skipped now, so they must be durable too).
         sync("device folders")?;
-        stop_here("after-rename-sync");
+        stop_here("batch-renamed");
         sink.record(placed)?;
         failure.map_or(Ok(()), Err)
     }
@@ -485,17 +487,5 @@ fn lock_out_dir(dir: &Path) -> Result<File> {
         .hint("wait for it to finish, then re-run: complete devices are skipped")),
         // A filesystem without flock still gets its batch.
         Err(std::fs::TryLockError::Error(_)) => Ok(f),
-    }
-}
-
-/// Fault injection for the kill tests (tests/faults.rs):
-/// `DEVCERT_TEST_STOP_AT=after-data-sync` (or `after-rename-sync`) stops
-/// the process (SIGSTOP) at that point of the first chunk, so a test can
-/// SIGKILL it exactly there.
-fn stop_here(point: &str) {
-    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var("DEVCERT_TEST_STOP_AT").ok());
-    if at.as_deref() == Some(point) {
-        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
     }
 }
