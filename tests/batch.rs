@@ -1340,3 +1340,208 @@ fn stale_manifest_temps_go_and_the_csv_cannot_take_the_json_path() {
     .usage_error();
     assert_eq!(t.read("fleet/manifest.json"), before);
 }
+
+/// The subject of a certificate or CSR as OpenSSL shows it with string
+/// types, so two subjects compare as encodings, not only as text.
+fn typed_subject(t: &TestDir, cmd: &str, file: &str) -> String {
+    t.openssl_ok(&[
+        cmd,
+        "-in",
+        file,
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "multiline,show_type",
+    ])
+}
+
+/// What `openssl req -new -subj` makes of `subj` with the device's own key.
+fn openssl_subject(t: &TestDir, key: &str, subj: &str) -> String {
+    t.openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        key,
+        "-subj",
+        subj,
+        "-config",
+        &t.min_cnf(),
+        "-out",
+        "ref.csr",
+    ]);
+    typed_subject(t, "req", "ref.csr")
+}
+
+/// Issue 18: `--start`/`--width` grow a fleet under the names it has (four
+/// digits by default), and `manifest.json` and the CSV list every complete
+/// device of the folder — earlier runs' too — in name order. An all-skipped
+/// run prints no "0 devices/s".
+#[test]
+fn a_grown_fleet_keeps_its_names_and_its_manifest_lists_every_device() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    batch(
+        &t,
+        &["--count", "3", "--cn-prefix", "s-", "--out-dir", "fleet"],
+    )
+    .ok();
+    let grow = [
+        "--count",
+        "2",
+        "--start",
+        "4",
+        "--cn-prefix",
+        "s-",
+        "--out-dir",
+        "fleet",
+        "--manifest-csv",
+        "fleet.csv",
+    ];
+    let out = batch(&t, &[&grow[..], &["--json"]].concat()).ok();
+    let doc = json_doc(&out);
+    assert_eq!(
+        (
+            doc["devices"].as_u64(),
+            doc["issued"].as_u64(),
+            doc["earlier"].as_u64()
+        ),
+        (Some(2), Some(2), Some(3)),
+        "{doc}"
+    );
+    let cns: Vec<String> = (1..=5).map(|i| format!("s-{i:04}")).collect();
+    assert_eq!(folders(&t, "fleet"), cns);
+    let dirs: Vec<String> = cns.iter().map(|c| format!("fleet/{c}")).collect();
+    check_devices(&t, &dirs, "CA.crt");
+    let rows = manifest(&t, "fleet");
+    let csv = csv_rows(&t, "fleet.csv");
+    assert_eq!(rows.len(), 5);
+    assert_eq!(csv.len(), 5);
+    for (i, (row, dir)) in rows.iter().zip(&dirs).enumerate() {
+        let status = if i < 3 { "skipped" } else { "issued" };
+        assert_row(
+            row,
+            &cns[i],
+            dir,
+            &ossl_cert(&t, &format!("{dir}/client.crt")),
+            status,
+        );
+        assert_eq!(csv[i], as_csv(row));
+    }
+    // Nothing left to do: a summary without a rate.
+    let again = batch(&t, &grow).ok();
+    assert_summary(&again, 2, "fleet", 0, 2);
+    assert!(!again.stderr.contains("devices/s"), "{}", again.describe());
+    // An explicit width; one too small for the numbers is refused.
+    batch(
+        &t,
+        &[
+            "--count",
+            "2",
+            "--start",
+            "7",
+            "--width",
+            "3",
+            "--cn-prefix",
+            "w",
+            "--out-dir",
+            "narrow",
+        ],
+    )
+    .ok();
+    assert_eq!(folders(&t, "narrow"), ["w007", "w008"]);
+    batch(
+        &t,
+        &[
+            "--count",
+            "200",
+            "--width",
+            "2",
+            "--cn-prefix",
+            "w",
+            "--out-dir",
+            "narrow",
+        ],
+    )
+    .fails_naming(&["200", "--width 2"]);
+    // Past 9999 the default width grows, as the numbers need.
+    batch(
+        &t,
+        &[
+            "--count",
+            "2",
+            "--start",
+            "9999",
+            "--cn-prefix",
+            "n",
+            "--out-dir",
+            "wide",
+        ],
+    )
+    .ok();
+    assert_eq!(folders(&t, "wide"), ["n09999", "n10000"]);
+}
+
+/// Issue 18: `batch --subject` is a subject template like `--config`: its
+/// CN (if any) replaced per device, else one added last; each subject is
+/// encoded exactly as `openssl req -subj` encodes the same subject.
+#[test]
+fn subject_template_gives_each_device_its_cn() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    for (template, prefix, expected) in [
+        ("/C=CN/O=ALI/OU=MQTT", "t-", "/C=CN/O=ALI/OU=MQTT/CN={cn}"),
+        ("/C=CN/CN=placeholder/O=ALI", "u-", "/C=CN/CN={cn}/O=ALI"),
+    ] {
+        let dir = format!("fleet-{prefix}");
+        batch(
+            &t,
+            &[
+                "--count",
+                "2",
+                "--cn-prefix",
+                prefix,
+                "--subject",
+                template,
+                "--out-dir",
+                &dir,
+            ],
+        )
+        .ok();
+        for i in 1..=2 {
+            let cn = format!("{prefix}{i:04}");
+            let d = format!("{dir}/{cn}");
+            let want = openssl_subject(
+                &t,
+                &format!("{d}/client.key"),
+                &expected.replace("{cn}", &cn),
+            );
+            assert_eq!(
+                typed_subject(&t, "x509", &format!("{d}/client.crt")),
+                want,
+                "{d}"
+            );
+            assert_eq!(
+                typed_subject(&t, "req", &format!("{d}/client.csr")),
+                want,
+                "{d}"
+            );
+            t.assert_openssl_verify(&["-CAfile", "CA.crt"], &format!("{d}/client.crt"));
+        }
+    }
+    batch(
+        &t,
+        &[
+            "--count",
+            "1",
+            "--cn-prefix",
+            "x",
+            "--subject",
+            "/O=A",
+            "--config",
+            SEED_CSR,
+            "--out-dir",
+            "f",
+        ],
+    )
+    .usage_error();
+}

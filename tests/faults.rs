@@ -332,7 +332,11 @@ fn run_until(t: &TestDir, point: &str, args: &[&str]) -> std::process::Child {
     loop {
         let state = std::fs::read_to_string(&stat).unwrap_or_default();
         // "PID (comm) STATE ...": the state follows the last ')'.
-        if state.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')) {
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+        {
             return child;
         }
         assert!(
@@ -367,8 +371,19 @@ fn a_batch_killed_between_data_sync_and_record_is_healed_by_a_rerun() {
         let t = TestDir::new();
         t.ec_ca("CA");
         let args = [
-            "batch", "--count", "30", "--cn-prefix", "dev", "--ca", "CA.crt", "--ca-key",
-            "CA.key", "--registry", "reg.db", "--out-dir", "fleet",
+            "batch",
+            "--count",
+            "30",
+            "--cn-prefix",
+            "dev",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--registry",
+            "reg.db",
+            "--out-dir",
+            "fleet",
         ];
         let mut child = run_until(&t, point, &args);
         child.kill().unwrap();
@@ -380,24 +395,45 @@ fn a_batch_killed_between_data_sync_and_record_is_healed_by_a_rerun() {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".devcert-"))
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .count();
-        println!("{point}: {} device folders, {temps} temp folders", folders.len());
-        assert!(!t.exists("fleet/manifest.json"), "{point}: manifest written");
-        assert_eq!(registered(&t, "reg.db"), 0, "{point}: registered before recorded");
+        println!(
+            "{point}: {} device folders, {temps} temp folders",
+            folders.len()
+        );
+        assert!(
+            !t.exists("fleet/manifest.json"),
+            "{point}: manifest written"
+        );
+        assert_eq!(
+            registered(&t, "reg.db"),
+            0,
+            "{point}: registered before recorded"
+        );
         if expect_devices {
             assert_eq!(folders.len(), 30, "{point}: the chunk is in place");
             for d in &folders {
                 t.assert_openssl_verify(&["-CAfile", "CA.crt"], &format!("{d}/client.crt"));
             }
         } else {
-            assert!(folders.is_empty(), "{point}: a device folder before the rename: {folders:?}");
+            assert!(
+                folders.is_empty(),
+                "{point}: a device folder before the rename: {folders:?}"
+            );
             assert_eq!(temps, 30, "{point}: the chunk's temp folders");
         }
         let out = t.devcert_cmd().args(args).arg("--json").run().ok();
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let (issued, skipped) = if expect_devices { (0, 30) } else { (30, 0) };
-        assert_eq!((doc["issued"].as_u64(), doc["skipped"].as_u64()), (Some(issued), Some(skipped)), "{point}: {doc}");
+        assert_eq!(
+            (doc["issued"].as_u64(), doc["skipped"].as_u64()),
+            (Some(issued), Some(skipped)),
+            "{point}: {doc}"
+        );
         assert_no_temps(&t, "fleet");
-        assert_eq!(registered(&t, "reg.db"), 30, "{point}: the re-run registers all");
+        assert_eq!(
+            registered(&t, "reg.db"),
+            30,
+            "{point}: the re-run registers all"
+        );
         let manifest: serde_json::Value =
             serde_json::from_slice(&t.read("fleet/manifest.json")).unwrap();
         assert_eq!(manifest.as_array().unwrap().len(), 30);
@@ -418,11 +454,33 @@ fn signals_remove_temp_files() {
         ("staged", &["key", "-o", "out/k.key"]),
         (
             "staged",
-            &["issue", "--cn", "d", "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir", "out/d"],
+            &[
+                "issue",
+                "--cn",
+                "d",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "--out-dir",
+                "out/d",
+            ],
         ),
         (
             "batch-synced",
-            &["batch", "--count", "5", "--cn-prefix", "b", "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir", "out/fleet"],
+            &[
+                "batch",
+                "--count",
+                "5",
+                "--cn-prefix",
+                "b",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "--out-dir",
+                "out/fleet",
+            ],
         ),
     ];
     for (sig, name) in [(15, "TERM"), (2, "INT"), (1, "HUP")] {
@@ -436,13 +494,21 @@ fn signals_remove_temp_files() {
             assert!(!temps.is_empty(), "{}: no temp file at {point}", args[0]);
             let pid = child.id().to_string();
             for s in [name, "CONT"] {
-                let ok = Command::new("kill").args([&format!("-{s}"), &pid]).status().unwrap();
+                let ok = Command::new("kill")
+                    .args([&format!("-{s}"), &pid])
+                    .status()
+                    .unwrap();
                 assert!(ok.success());
             }
             let status = child.wait_timeout(Duration::from_secs(30)).unwrap();
             use std::os::unix::process::ExitStatusExt;
             let status = status.expect("the process did not end on the signal");
-            assert_eq!(status.signal(), Some(sig), "{} on SIG{name}: {status:?}", args[0]);
+            assert_eq!(
+                status.signal(),
+                Some(sig),
+                "{} on SIG{name}: {status:?}",
+                args[0]
+            );
             let mut left = Vec::new();
             collect_temps(&t.path("out"), &mut left);
             assert!(left.is_empty(), "{} on SIG{name} left {left:?}", args[0]);

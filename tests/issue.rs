@@ -247,6 +247,50 @@ fn subject_option() {
     );
 }
 
+/// Issue 18: `issue --config TEMPLATE --cn CN` takes the template's
+/// subject with this CN, encoded exactly as `openssl req` encodes the
+/// template with that CN written in.
+#[test]
+fn config_as_a_template_with_a_cn() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/client.csr.cfg");
+    issue(
+        &t,
+        &["--config", seed, "--cn", "sensor-9", "--out-dir", "out"],
+    )
+    .ok();
+    assert_issued_set(&t, "out", "CA");
+    let cfg = std::fs::read_to_string(seed).unwrap();
+    t.write("s9.cfg", cfg.replace("CN=client-test", "CN=sensor-9"));
+    t.openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        "out/client.key",
+        "-config",
+        "s9.cfg",
+        "-out",
+        "ref.csr",
+    ]);
+    let typed = |cmd: &str, f: &str| {
+        t.openssl_ok(&[
+            cmd,
+            "-in",
+            f,
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "multiline,show_type",
+        ])
+    };
+    let want = typed("req", "ref.csr");
+    assert!(want.contains("sensor-9"), "{want}");
+    assert_eq!(typed("x509", "out/client.crt"), want);
+    assert_eq!(typed("req", "out/client.csr"), want);
+    issue(&t, &["--subject", "/CN=a", "--cn", "b", "--out-dir", "o2"]).usage_error();
+}
+
 #[test]
 fn profile_and_days() {
     let t = TestDir::new();

@@ -215,11 +215,22 @@ fn batch_never_writes_through_links_or_over_files_it_did_not_write() {
         let dir = format!("{fleet}/d0001");
         plant(&dir);
         let args = [
-            "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "1", "--cn-prefix", "d",
-            "--out-dir", &fleet,
+            "batch",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--count",
+            "1",
+            "--cn-prefix",
+            "d",
+            "--out-dir",
+            &fleet,
         ];
         let before = t.listing();
-        t.devcert(&args).fails_naming(&[&dir, why]).stderr_has("--force");
+        t.devcert(&args)
+            .fails_naming(&[&dir, why])
+            .stderr_has("--force");
         t.assert_unchanged(&before);
         t.devcert_cmd().args(args).arg("--force").run().ok();
         assert_eq!(t.read_str("victim/client.key"), "root's key\n", "{what}");
@@ -241,10 +252,20 @@ fn batch_never_writes_through_links_or_over_files_it_did_not_write() {
     std::fs::remove_file(t.path("fleet0/manifest.json")).unwrap();
     link("victim.txt", "fleet0/manifest.json");
     let args = [
-        "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "1", "--cn-prefix", "d",
-        "--out-dir", "fleet0",
+        "batch",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--count",
+        "1",
+        "--cn-prefix",
+        "d",
+        "--out-dir",
+        "fleet0",
     ];
-    t.devcert(&args).fails_naming(&["fleet0/manifest.json", "exists"]);
+    t.devcert(&args)
+        .fails_naming(&["fleet0/manifest.json", "exists"]);
     t.devcert_cmd().args(args).arg("--force").run().ok();
     assert_eq!(t.read_str("victim.txt"), "precious\n");
     assert!(!is_symlink(&t, "fleet0/manifest.json"));
@@ -263,15 +284,38 @@ fn key_folders_are_never_group_or_world_writable() {
         let base = format!("u{umask:03o}");
         let run = |args: &[&str]| t.devcert_cmd().umask(umask).args(args).run().ok();
         run(&[
-            "issue", "--cn", "d", "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir",
+            "issue",
+            "--cn",
+            "d",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--out-dir",
             &format!("{base}/a/b/dev"),
         ]);
         run(&[
-            "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "2", "--cn-prefix", "f",
-            "--out-dir", &format!("{base}/x/fleet"),
+            "batch",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--count",
+            "2",
+            "--cn-prefix",
+            "f",
+            "--out-dir",
+            &format!("{base}/x/fleet"),
         ]);
         for dir in [
-            "", "/a", "/a/b", "/a/b/dev", "/x", "/x/fleet", "/x/fleet/f0001", "/x/fleet/f0002",
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/dev",
+            "/x",
+            "/x/fleet",
+            "/x/fleet/f0001",
+            "/x/fleet/f0002",
         ] {
             let dir = format!("{base}{dir}");
             let mode = t.mode(&dir);
@@ -295,13 +339,28 @@ fn device_names_that_are_the_batch_own_files_are_refused_up_front() {
     t.write("names.txt", "dev-1\nmanifest.json\n");
     t.write("names2.txt", "dev-1\nlist.csv\n");
     let before = t.listing();
-    let base = ["batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--registry", "reg.db"];
+    let base = [
+        "batch",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--registry",
+        "reg.db",
+    ];
     t.devcert(&[&base[..], &["--names", "names.txt", "--out-dir", "fleet"]].concat())
         .fails_naming(&["names.txt:2", "manifest.json"]);
     t.devcert(
         &[
             &base[..],
-            &["--names", "names2.txt", "--out-dir", "fleet", "--manifest-csv", "fleet/list.csv"],
+            &[
+                "--names",
+                "names2.txt",
+                "--out-dir",
+                "fleet",
+                "--manifest-csv",
+                "fleet/list.csv",
+            ],
         ]
         .concat(),
     )
@@ -309,8 +368,18 @@ fn device_names_that_are_the_batch_own_files_are_refused_up_front() {
     t.assert_unchanged(&before);
     // The same CSV name elsewhere is no collision.
     t.devcert(
-        &[&base[..], &["--names", "names2.txt", "--out-dir", "fleet", "--manifest-csv", "list.csv"]]
-            .concat(),
+        &[
+            &base[..],
+            &[
+                "--names",
+                "names2.txt",
+                "--out-dir",
+                "fleet",
+                "--manifest-csv",
+                "list.csv",
+            ],
+        ]
+        .concat(),
     )
     .ok();
     t.assert_openssl_verify(&["-CAfile", "CA.crt"], "fleet/list.csv/client.crt");

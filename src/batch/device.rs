@@ -130,11 +130,13 @@ impl NewFolder {
         let label = self.dir.display().to_string();
         // A signal cleanup removing the temp folder never races the rename
         // (it could empty the folder as it becomes the device's).
-        while_no_cleanup(|| rename_noreplace(&self.tmp, &self.dir)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty => {
-                not_a_device(&self.dir, "it appeared while the batch ran")
+        while_no_cleanup(|| rename_noreplace(&self.tmp, &self.dir)).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty => {
+                    not_a_device(&self.dir, "it appeared while the batch ran")
+                }
+                _ => Error::io("cannot write device", &label, &e),
             }
-            _ => Error::io("cannot write device", &label, &e),
         })?;
         self.placed = true;
         Ok(())

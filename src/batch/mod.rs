@@ -170,17 +170,22 @@ impl Batch<'_> {
         Ok(report)
     }
 
-    /// Entry `i`: this run's devices first, then earlier ones.
-    fn entry(&self, i: usize, earlier: &[String]) -> (String, bool) {
-        if i < self.names.len() {
-            (self.names.get(i).into_owned(), true)
-        } else {
-            (earlier[i - self.names.len()].clone(), false)
+    /// Entry `i` of the manifest: the earlier devices (sorted) that sort
+    /// before this run's first device, this run's devices in order, then
+    /// the other earlier ones; a fleet grown with `--start` stays in order.
+    /// `before`: how many earlier devices sort before this run's first.
+    fn entry(&self, i: usize, earlier: &[String], before: usize) -> (String, bool) {
+        match i.checked_sub(before) {
+            None => (earlier[i].clone(), false),
+            Some(j) if j < self.names.len() => (self.names.get(j).into_owned(), true),
+            Some(j) => (earlier[before + j - self.names.len()].clone(), false),
         }
     }
 
     fn pipeline(&self, earlier: &[String], out_fd: &File, sink: &mut Sink) -> Result<()> {
         let total = self.names.len() + earlier.len();
+        let first = self.names.get(0);
+        let before = earlier.partition_point(|e| e.as_str() < first.as_ref());
         let next = AtomicUsize::new(0);
         let failed = Mutex::new(None::<Error>);
         let fail = |e: Error| {
@@ -205,7 +210,7 @@ impl Batch<'_> {
                         }
                         let mut run = Vec::with_capacity(CLAIM);
                         for i in start..end {
-                            let (cn, asked) = self.entry(i, earlier);
+                            let (cn, asked) = self.entry(i, earlier, before);
                             match self.device(&cn, asked) {
                                 Ok((outcome, write)) => run.push((i, outcome, write)),
                                 Err(e) => {
