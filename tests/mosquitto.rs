@@ -11,154 +11,22 @@
 mod common;
 use common::*;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use common::broker::*;
 
-/// How long to wait for the broker to start or reload before failing.
-const PATIENCE: Duration = Duration::from_secs(20);
+use std::time::Instant;
 
-/// The broker binary; `None` (the test is skipped, with a line saying so)
-/// only outside CI, where .ci/run installs it.
-fn find_mosquitto() -> Option<PathBuf> {
-    let exe = which("mosquitto").or_else(|| {
-        let p = PathBuf::from("/usr/sbin/mosquitto");
-        p.exists().then_some(p)
-    });
-    if exe.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mosquitto is required in CI (.ci/run installs it)"
-        );
-        println!("SKIPPED: mosquitto not installed (apt-get install mosquitto mosquitto-clients)");
-    }
-    exe
-}
-
-/// A running broker, killed (by its PID) when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Broker {
-    fn start(t: &TestDir, exe: &PathBuf, cafile: &str) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let root = t.root().display().to_string();
-        let log = t.path("mosquitto.log");
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\n\
-             cafile {root}/{cafile}\n\
-             certfile {root}/server/client.crt\n\
-             keyfile {root}/server/client_pkcs8.key\n\
-             require_certificate true\n\
-             use_identity_as_username true\n\
-             crlfile {root}/ca.crl\n\
-             persistence false\n\
-             log_dest file {}\n\
-             log_type all\n",
-            log.display()
-        );
-        // As root Mosquitto drops to user `mosquitto` and could not read the keys.
-        if Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false)
-        {
-            conf.push_str("user root\n");
-        }
-        t.write("mosquitto.conf", conf);
-        let child = Command::new(exe)
-            .arg("-c")
-            .arg(t.path("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let broker = Broker { child, port, log };
-        broker.wait_until("broker listening", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        broker
-    }
-
-    /// Polls `cond` until it holds; fails the test after PATIENCE.
-    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "timed out waiting for: {what}\nbroker log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn reloads(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .matches("Reloading config")
-            .count()
-    }
-
-    /// SIGHUP: Mosquitto re-reads its CRL without a restart.
-    fn reload(&self) {
-        let before = self.reloads();
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -HUP failed");
-        self.wait_until("broker reloaded", || self.reloads() > before);
-    }
-
-    fn client(&self, t: &TestDir, prog: &str, dev: &str) -> Cmd {
-        Cmd::new(t.root(), prog).args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "--cafile",
-            "CA.crt",
-            "--cert",
-            &format!("{dev}/client_chain.crt"),
-            "--key",
-            &format!("{dev}/client_pkcs8.key"),
-        ])
-    }
-
-    /// Publishes a retained message; true when the broker took it.
-    fn publish(&self, t: &TestDir, dev: &str, topic: &str, msg: &str) -> bool {
-        self.client(t, "mosquitto_pub", dev)
-            .args(["-t", topic, "-m", msg, "-r"])
-            .run()
-            .code
-            == Some(0)
-    }
-
-    /// Receives one (retained) message.
-    fn receive(&self, t: &TestDir, dev: &str, topic: &str) -> String {
-        let out = self
-            .client(t, "mosquitto_sub", dev)
-            .args(["-t", topic, "-C", "1", "-W", "10"])
-            .run()
-            .ok();
-        out.stdout_str().trim().to_string()
-    }
+/// Mutual TLS, the CN as username, and the registry's CRL.
+fn crl_mode(t: &TestDir, port: u16, cafile: &str) -> String {
+    let root = t.root().display();
+    format!(
+        "listener {port} 127.0.0.1\n\
+         cafile {root}/{cafile}\n\
+         certfile {root}/server/client.crt\n\
+         keyfile {root}/server/client_pkcs8.key\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         crlfile {root}/ca.crl\n"
+    )
 }
 
 fn crl(t: &TestDir) {
@@ -176,35 +44,7 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
     };
     let started = Instant::now();
     let t = TestDir::new();
-    t.devcert(&[
-        "ca",
-        "--subject",
-        "/CN=Broker Test CA",
-        "--key-out",
-        "CA.key",
-        "-o",
-        "CA.crt",
-    ])
-    .ok();
-    t.write(
-        "server.cfg",
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    );
-    t.devcert(&[
-        "issue",
-        "--cn",
-        "localhost",
-        "--ca",
-        "CA.crt",
-        "--ca-key",
-        "CA.key",
-        "--profile",
-        "server.cfg",
-        "--out-dir",
-        "server",
-    ])
-    .ok();
+    ca_and_server(&t);
     for dev in ["dev-a", "dev-b"] {
         t.devcert(&[
             "issue",
@@ -221,11 +61,7 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         ])
         .ok();
     }
-    let serial_a = t
-        .openssl_ok(&["x509", "-in", "dev-a/client.crt", "-noout", "-serial"])
-        .trim()
-        .trim_start_matches("serial=")
-        .to_string();
+    let serial_a = serial_of(&t, "dev-a/client.crt");
     crl(&t);
     t.devcert(&[
         "registry",
@@ -237,7 +73,7 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         "cafile.pem",
     ])
     .ok();
-    let broker = Broker::start(&t, &exe, "cafile.pem");
+    let broker = Broker::start(&t, &exe, |port| crl_mode(&t, port, "cafile.pem"));
 
     // Active: publishes and receives.
     assert!(
@@ -245,7 +81,7 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         "dev-a refused while active"
     );
     assert_eq!(broker.receive(&t, "dev-a", "fleet/a"), "hello-a");
-    let log = std::fs::read_to_string(&broker.log).unwrap_or_default();
+    let log = broker.log_text();
     assert!(
         log.contains("u'dev-a'"),
         "the CN is the MQTT username\n{log}"
@@ -271,7 +107,7 @@ fn broker_enforces_deactivation_through_the_registry_crl() {
         "dev-b refused"
     );
     assert_eq!(broker.receive(&t, "dev-b", "fleet/b"), "hello-b");
-    let log = std::fs::read_to_string(&broker.log).unwrap_or_default();
+    let log = broker.log_text();
     assert!(log.contains("certificate verify failed"), "{log}");
 
     // Activated + CRL + SIGHUP: accepted again.
@@ -442,7 +278,7 @@ fn broker_and_devcert_verify_agree() {
         "ca.crl",
         [t.read("old.crl"), t.read("new.crl"), t.read("int.crl")].concat(),
     );
-    let broker = Broker::start(&t, &exe, "CA.crt");
+    let broker = Broker::start(&t, &exe, |port| crl_mode(&t, port, "CA.crt"));
     for (dev, _, _, expected) in &devices {
         let broker_ok = broker.publish(&t, dev, "fleet/x", dev);
         let out = t.devcert(&[
@@ -458,7 +294,7 @@ fn broker_and_devcert_verify_agree() {
             broker_ok == *expected && devcert_ok == *expected,
             "{dev}: expected {expected}, broker {broker_ok}, devcert {devcert_ok}\n{}\nbroker log:\n{}",
             out.describe(),
-            std::fs::read_to_string(&broker.log).unwrap_or_default()
+            broker.log_text()
         );
     }
     // Checking the whole path notices the revoked intermediate.

@@ -10,6 +10,8 @@
 //! whatever the test expects otherwise.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs;
@@ -356,6 +358,43 @@ impl Cmd {
             assert_no_panic(&out);
         }
         out
+    }
+}
+
+/// A command running in the background (its output discarded), killed by
+/// PID if still running when dropped.
+pub struct Running(std::process::Child);
+
+impl Running {
+    /// Waits at most `d`; `None` if it is still running.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
+        wait_timeout::ChildExt::wait_timeout(&mut self.0, d).ok().flatten()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Cmd {
+    /// Starts the command without waiting (no stdin; stdout and stderr
+    /// discarded), e.g. a subscriber that must stay connected.
+    pub fn spawn(self) -> Running {
+        let child = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {:?}: {e}", self.program));
+        Running(child)
     }
 }
 
