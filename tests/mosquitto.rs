@@ -10,7 +10,6 @@
 //! set; in CI a missing broker fails the test.
 mod common;
 use common::*;
-
 use common::broker::*;
 
 use std::time::Instant;
