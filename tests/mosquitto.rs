@@ -378,7 +378,7 @@ fn broker_accepts_devices_and_crl_signed_in_a_token() {
         "registry", "--db", "reg.db", "crl", "--ca", "CA.crt", "--ca-key", &key, "-o", "ca.crl",
     ])
     .ok();
-    let broker = Broker::start(&t, &exe, "CA.crt");
+    let broker = Broker::start(&t, &exe, |port| crl_mode(&t, port, "CA.crt"));
     assert!(
         broker.publish(&t, "dev-a", "token/a", "signed-in-a-token"),
         "dev-a refused"
