@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod csr;
 pub mod digest;
 pub mod error;
+pub mod escape;
 pub mod input;
 pub mod inspect;
 pub mod issue;

@@ -382,17 +382,10 @@ pub fn integer_hex(bytes: &[u8]) -> String {
 
 /// RFC 3339 in UTC, second precision.
 pub fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|dt| {
-            dt.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
+    // From<SystemTime> keeps times before 1970 (certificates have them).
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{t:?}"))
 }
 
 /// Parses RFC 3339 (`2030-01-01T00:00:00Z`).

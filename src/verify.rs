@@ -9,6 +9,7 @@
 mod crl;
 pub use crl::{LoadedCrl, load_crls};
 
+use crate::sign::format_time;
 use std::collections::HashSet;
 use std::time::SystemTime;
 
@@ -480,11 +481,17 @@ fn check_path(
             return Err(format!("unhandled critical extension {oid}: {who}"));
         }
         if policy.at < f.not_before {
-            return Err(format!("certificate is not yet valid: {who}"));
+            return Err(format!(
+                "certificate is not yet valid (it starts {}): {who}",
+                format_time(f.not_before)
+            ));
         }
         // OpenSSL: expired at notAfter; RFC 5280: valid through notAfter.
         if policy.at > f.not_after || (policy.at == f.not_after && !policy.strict) {
-            return Err(format!("certificate has expired: {who}"));
+            return Err(format!(
+                "certificate has expired (it ended {}): {who}",
+                format_time(f.not_after)
+            ));
         }
         if !is_anchor && !f.sig_alg_consistent {
             return Err(format!(

@@ -628,3 +628,69 @@ fn signing_warns_when_the_ca_may_not_sign_it() {
     t.devcert(&["verify", "--ca", "nocs.crt", "bad.crt"])
         .code(3);
 }
+
+/// Characters a terminal obeys instead of showing.
+fn unsafe_chars(s: &str) -> Vec<char> {
+    s.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+/// A CSR and a certificate (made by OpenSSL) whose SANs, subject and an
+/// unknown extension carry cursor moves, line erases, C1 controls and bidi
+/// overrides: `inspect` and `inspect --json` print none of them raw, and
+/// the JSON still decodes to the exact values.
+#[test]
+fn inspect_never_prints_terminal_controls() {
+    let t = TestDir::new();
+    let cnf = t.min_cnf();
+    t.ec_key("k.pem");
+    let erase = "\u{1b}[1A\u{1b}[2K\r";
+    let exts = [
+        "basicConstraints=critical,CA:TRUE".to_string(),
+        format!("subjectAltName=DNS:ok.example{erase},URI:http://x/\u{7f}y,email:a{erase}@b"),
+        "1.2.3.4=ASN1:UTF8String:evil\u{202e}txt.exe\u{9b}2J".to_string(),
+    ];
+    let subj = "/CN=dev\u{202e}ice\u{85}/O=a\tb";
+    for (file, x509) in [("crafted.csr", false), ("crafted.crt", true)] {
+        let mut args = vec![
+            "req", "-new", "-config", &cnf, "-utf8", "-key", "k.pem", "-subj", subj, "-out", file,
+        ];
+        if x509 {
+            args.push("-x509");
+        }
+        for e in &exts {
+            args.extend(["-addext", e.as_str()]);
+        }
+        t.openssl_ok(&args);
+        let text = t.devcert(&["inspect", file]).ok().stdout_str();
+        assert!(
+            unsafe_chars(&text).is_empty(),
+            "{:?} printed raw:\n{text}",
+            unsafe_chars(&text)
+        );
+        assert!(text.contains("ok.example\\x1B[1A\\x1B[2K\\x0D"), "{text}");
+        assert!(text.contains("CA:TRUE"), "{text}");
+        let json = t.devcert(&["inspect", "--json", file]).ok().stdout_str();
+        assert!(
+            unsafe_chars(&json).is_empty(),
+            "{:?} printed raw:\n{json}",
+            unsafe_chars(&json)
+        );
+        // Another JSON reader gets the exact bytes back.
+        let py = Cmd::new(t.root(), "python3")
+            .args([
+                "-c",
+                "import json,sys; d=json.load(sys.stdin); print(json.dumps(d, ensure_ascii=True))",
+            ])
+            .stdin(json.into_bytes())
+            .run()
+            .ok()
+            .stdout_str();
+        assert!(py.contains("ok.example\\u001b[1A\\u001b[2K\\r"), "{py}");
+        assert!(py.contains("http://x/\\u007fy"), "{py}");
+    }
+}

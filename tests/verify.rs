@@ -589,3 +589,57 @@ fn unreadable_input_is_an_error_not_a_verdict() {
     t.devcert(&["verify", "--ca", "CA.crt", "--crl-check-all", "client.crt"])
         .usage_error();
 }
+
+/// `verify` says when an expired certificate ended and when a not yet
+/// valid one starts (issue 18), with the dates Python `cryptography` reads.
+#[test]
+fn expiry_verdicts_give_the_dates() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "d",
+        "--days",
+        "30",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--out-dir",
+        "d",
+    ])
+    .ok();
+    let info = t.cert("d/client.crt");
+    let rfc3339 = |secs: i64| {
+        let out = Cmd::new(t.root(), "date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .run()
+            .ok();
+        out.stdout_str().trim().to_string()
+    };
+    let (nb, na) = (
+        rfc3339(info.int("not_before")),
+        rfc3339(info.int("not_after")),
+    );
+    let early = rfc3339(info.int("not_before") - DAY);
+    let late = rfc3339(info.int("not_after") + DAY);
+    let out = t
+        .devcert(&["verify", "--ca", "CA.crt", "--at", &early, "d/client.crt"])
+        .code(3);
+    assert!(
+        out.stdout_str()
+            .contains(&format!("certificate is not yet valid (it starts {nb})")),
+        "{}",
+        out.describe()
+    );
+    let out = t
+        .devcert(&["verify", "--ca", "CA.crt", "--at", &late, "d/client.crt"])
+        .code(3);
+    assert!(
+        out.stdout_str()
+            .contains(&format!("certificate has expired (it ended {na})")),
+        "{}",
+        out.describe()
+    );
+}

@@ -151,8 +151,9 @@ impl JsonArg {
 
 /// One JSON document on stdout.
 pub fn print_json(report: &impl serde::Serialize) -> Result<()> {
-    let mut text =
-        serde_json::to_string_pretty(report).map_err(|e| Error::crypto("cannot print JSON", e))?;
+    let mut text = serde_json::to_string_pretty(report)
+        .map(devcert::escape::json)
+        .map_err(|e| Error::crypto("cannot print JSON", e))?;
     text.push('\n');
     devcert::output::write_stdout(text.as_bytes())
 }

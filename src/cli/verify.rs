@@ -81,7 +81,7 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         let line = match &reason {
             None => "OK\n".to_string(),
-            Some(why) => format!("REJECTED: {why}\n"),
+            Some(why) => format!("REJECTED: {}\n", devcert::escape::text(why)),
         };
         devcert::output::write_stdout(line.as_bytes())?;
     }

@@ -34,5 +34,7 @@ pub fn to_string(report: &Report) -> Result<String> {
         },
     };
     // Only a serializer bug could fail here: the report holds plain data.
-    serde_json::to_string_pretty(&doc).map_err(|e| Error::crypto("cannot encode JSON", e))
+    serde_json::to_string_pretty(&doc)
+        .map(crate::escape::json)
+        .map_err(|e| Error::crypto("cannot encode JSON", e))
 }

@@ -7,10 +7,13 @@ use time::{Duration, OffsetDateTime};
 
 use super::extensions::{ExtensionInfo, value_text};
 use super::{CertInfo, CrlInfo, CsrInfo, Item, PrivateKeyInfo, PublicKeyInfo, Report};
+use crate::escape;
 
 /// Renders the report; `now` decides "expires in" / "expired ... ago".
+/// Every string taken from the input goes out through [`escape::text`].
 pub fn render(report: &Report, now: OffsetDateTime) -> String {
     let mut out = String::new();
+    let label = escape::text(&report.label);
     let encoding = if report.pem { "PEM" } else { "DER" };
     let n = report.items.len();
     if n > 1 {
@@ -20,14 +23,14 @@ pub fn render(report: &Report, now: OffsetDateTime) -> String {
             .all(|i| matches!(i, Item::Certificate(_)));
         let what = if all_certs { "Chain of" } else { "Bundle of" };
         let noun = if all_certs { "certificates" } else { "objects" };
-        let _ = writeln!(out, "{}: {what} {n} {noun} ({encoding})", report.label);
+        let _ = writeln!(out, "{label}: {what} {n} {noun} ({encoding})");
     }
     for (i, item) in report.items.iter().enumerate() {
         if n > 1 {
             let _ = write!(out, "\n[{}/{n}] ", i + 1);
         }
         let head = match n {
-            1 => format!("{}: ", report.label),
+            1 => format!("{label}: "),
             _ => String::new(),
         };
         let enc = if n == 1 { encoding } else { "" };
@@ -60,7 +63,7 @@ fn paren(parts: &[&str]) -> String {
 }
 
 fn field(out: &mut String, label: &str, value: &str) {
-    let _ = writeln!(out, "  {:<22}{value}", format!("{label}:"));
+    let _ = writeln!(out, "  {:<22}{}", format!("{label}:"), escape::text(value));
 }
 
 fn certificate(out: &mut String, head: &str, enc: &str, c: &CertInfo, now: OffsetDateTime) {
@@ -164,7 +167,7 @@ fn crl(out: &mut String, head: &str, enc: &str, c: &CrlInfo, now: OffsetDateTime
             line.push_str("  ");
             line.push_str(reason);
         }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", escape::text(&line));
         for e in r.extensions.iter().filter(|e| e.name != Some("CRLReason")) {
             let _ = writeln!(out, "      {}", extension_line(e));
         }
@@ -186,7 +189,8 @@ fn extensions(out: &mut String, label: &str, list: &[ExtensionInfo]) {
 fn extension_line(e: &ExtensionInfo) -> String {
     let name = e.name.map_or(e.oid.clone(), str::to_string);
     let critical = if e.critical { " (critical)" } else { "" };
-    format!("{name}{critical}: {}", value_text(&e.value))
+    let line = format!("{name}{critical}: {}", value_text(&e.value));
+    escape::text(&line).into_owned()
 }
 
 /// A duration for people: whole days, else hours, else minutes.

@@ -90,7 +90,13 @@ fn push_escaped_char(out: &mut String, c: char, first: bool, last: bool) {
         }
         '#' if first => out.push_str("\\#"),
         ' ' if first || last => out.push_str("\\ "),
-        c if c.is_ascii_control() => out.push_str(&format!("\\{:02X}", u32::from(c))),
+        // Controls (C1 and bidi too) as their UTF-8 bytes, RFC 4514's \XX.
+        c if crate::escape::is_unsafe(c) => {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+        }
         c => out.push(c),
     }
 }
