@@ -431,3 +431,59 @@ fn fill_registry(db: &Path, n: u64) -> u64 {
     .unwrap();
     n
 }
+
+/// examples/mosquitto/: setup.sh's plugin-mode config runs as the README
+/// says (absolute paths, pid_file; as root, the broker drops to the user
+/// mosquitto and setup.sh gave that user what it needs), a device that was
+/// never registered is registered on its first connect, a deactivation
+/// refuses it without any reload, and the pid file names this broker.
+#[test]
+fn example_plugin_recipe() {
+    let Some(exe) = find_mosquitto() else { return };
+    let t = TestDir::new();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mosquitto");
+    let as_mosquitto = is_root() && Cmd::new(t.root(), "id").arg("mosquitto").run().code == Some(0);
+    if as_mosquitto {
+        // The test folder itself is root's 0700: let the broker's group in
+        // (for its log); certs/ gets what setup.sh gives it.
+        Cmd::new(t.root(), "chgrp").args(["mosquitto", "."]).run().ok();
+        Cmd::new(t.root(), "chmod").args(["0770", "."]).run().ok();
+    }
+    let lib = plugin_library().display().to_string();
+    let b = Broker::start(&t, &exe, |port| {
+        Cmd::new(t.root(), "bash")
+            .args([&format!("{examples}/setup.sh"), "certs"])
+            .env("DEVCERT", DEVCERT)
+            .env("PLUGIN", &lib)
+            .env("PORT", &port.to_string())
+            .run()
+            .ok();
+        let conf = t.read_str("certs/mosquitto-plugin.conf");
+        let root = t.root().display().to_string();
+        for path in conf.lines().filter_map(|l| l.split_once(' ').map(|(_, v)| v)) {
+            assert!(!path.starts_with("certs/"), "relative path in the example: {path}");
+        }
+        assert!(conf.contains(&format!("pid_file {root}/certs/mosquitto.pid")), "{conf}");
+        let user = if as_mosquitto { "user mosquitto\n" } else { "" };
+        format!("{conf}{user}")
+    });
+    let client = format!("{examples}/client.sh");
+    let publish = |dev: &str| {
+        Cmd::new(t.root(), "bash")
+            .args([&client, dev, &b.port.to_string()])
+            .run()
+            .code
+            == Some(0)
+    };
+    assert!(publish("certs/device-01"), "{}", b.log_text());
+    assert!(publish("certs/device-02"), "{}", b.log_text());
+    assert!(b.log_text().contains("registered as active"), "{}", b.log_text());
+    let reg = |args: &[&str]| t.devcert(&[&["registry", "--db", "certs/devcert.db"][..], args].concat());
+    let serial = serial_of(&t, "certs/device-02/client.crt");
+    reg(&["device", "show", &serial]).ok();
+    reg(&["device", "deactivate", &serial]).ok();
+    assert!(!publish("certs/device-02"), "{}", b.log_text());
+    reg(&["device", "activate", &serial]).ok();
+    assert!(publish("certs/device-02"), "{}", b.log_text());
+    assert_eq!(t.read_str("certs/mosquitto.pid").trim(), b.pid().to_string());
+}

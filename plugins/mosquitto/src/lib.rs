@@ -188,6 +188,7 @@ extern "C" fn on_basic_auth(_event: c_int, data: *mut c_void, userdata: *mut c_v
             );
             return ERR_AUTH;
         }
+        let started = Instant::now();
         let cert = client_certificate(ev.client);
         let r = catch_unwind(AssertUnwindSafe(|| {
             p.session.connect(
@@ -226,7 +227,8 @@ extern "C" fn on_basic_auth(_event: c_int, data: *mut c_void, userdata: *mut c_v
             Outcome::Refuse => (LOG_WARNING, ERR_AUTH),
             Outcome::Defer => (LOG_INFO, ERR_PLUGIN_DEFER),
         };
-        log(level, &describe(&v, &client_id));
+        let cost = started.elapsed().as_micros();
+        log(level, &format!("{} ({cost} us)", describe(&v, &client_id)));
         rc
     })
 }
