@@ -53,7 +53,6 @@ impl PassphraseSource {
                         "no passphrase",
                         format!("{purpose} needs a passphrase and stdin is not a terminal"),
                     )
-                    .file("<stdin>")
                     .hint("give --passphrase-file FILE or --passphrase-env VAR"));
                 }
                 let first = Zeroizing::new(
@@ -70,24 +69,24 @@ impl PassphraseSource {
                             ErrorKind::Passphrase,
                             "no passphrase",
                             "the two passphrases differ",
-                        )
-                        .file("<tty>"));
+                        ));
                     }
                 }
                 Zeroizing::new(first.as_bytes().to_vec())
             }
         };
         if pass.is_empty() {
-            return Err(Error::new(
+            let e = Error::new(
                 ErrorKind::Passphrase,
                 "no passphrase",
                 format!("empty passphrase for {purpose}"),
-            )
-            .file(match self {
-                PassphraseSource::File(path) => path.clone(),
-                PassphraseSource::Env(var) => format!("${var}"),
-                PassphraseSource::Prompt => "<tty>".into(),
-            }));
+            );
+            return Err(match self {
+                PassphraseSource::File(path) => e.file(path),
+                PassphraseSource::Env(var) => e.file(format!("${var}")),
+                // The caller names the key the passphrase is for.
+                PassphraseSource::Prompt => e,
+            });
         }
         Ok(pass)
     }

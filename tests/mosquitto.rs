@@ -9,8 +9,8 @@
 //! Skipped (with a message) only when mosquitto is missing and `CI` is not
 //! set; in CI a missing broker fails the test.
 mod common;
-use common::*;
 use common::broker::*;
+use common::*;
 
 use std::time::Instant;
 

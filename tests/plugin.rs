@@ -30,10 +30,22 @@ impl Setup {
         let exe = find_mosquitto()?;
         let t = TestDir::new();
         ca_and_server(&t);
-        t.devcert(&["ca", "--subject", "/CN=Other CA", "--key-out", "Other.key", "-o", "Other.crt"])
+        t.devcert(&[
+            "ca",
+            "--subject",
+            "/CN=Other CA",
+            "--key-out",
+            "Other.key",
+            "-o",
+            "Other.crt",
+        ])
+        .ok();
+        t.write(
+            "cafile.pem",
+            [t.read("CA.crt"), t.read("Other.crt")].concat(),
+        );
+        t.devcert(&["registry", "--db", "reg.db", "ca", "add", "CA.crt"])
             .ok();
-        t.write("cafile.pem", [t.read("CA.crt"), t.read("Other.crt")].concat());
-        t.devcert(&["registry", "--db", "reg.db", "ca", "add", "CA.crt"]).ok();
         let as_mosquitto = is_root()
             && Command::new("id")
                 .arg("mosquitto")
@@ -53,7 +65,17 @@ impl Setup {
         let key = format!("{ca}.key");
         let ca = format!("{ca}.crt");
         self.t
-            .devcert(&["issue", "--cn", name, "--ca", &ca, "--ca-key", &key, "--out-dir", name])
+            .devcert(&[
+                "issue",
+                "--cn",
+                name,
+                "--ca",
+                &ca,
+                "--ca-key",
+                &key,
+                "--out-dir",
+                name,
+            ])
             .ok();
     }
 
@@ -73,7 +95,11 @@ impl Setup {
             assert!(ok, "chown to mosquitto failed");
         }
         let lib = plugin_library().display().to_string();
-        let user = if self.as_mosquitto { "user mosquitto\n" } else { "" };
+        let user = if self.as_mosquitto {
+            "user mosquitto\n"
+        } else {
+            ""
+        };
         let plain = self.plain;
         Broker::start(&self.t, &self.exe, |port| {
             format!(
@@ -116,7 +142,16 @@ impl Setup {
     /// An anonymous publish on the plain listener (no plugin decision).
     fn plain_answers(&self) -> bool {
         Cmd::new(self.t.root(), "mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.plain.to_string(), "-t", "health", "-m", "ok"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.plain.to_string(),
+                "-t",
+                "health",
+                "-m",
+                "ok",
+            ])
             .run()
             .code
             == Some(0)
@@ -134,7 +169,9 @@ fn decisions(b: &Broker, id: &str) -> Vec<String> {
 }
 
 fn last_decision(b: &Broker, id: &str) -> String {
-    decisions(b, id).pop().unwrap_or_else(|| panic!("no decision logged for {id}:\n{}", b.log_text()))
+    decisions(b, id)
+        .pop()
+        .unwrap_or_else(|| panic!("no decision logged for {id}:\n{}", b.log_text()))
 }
 
 #[test]
@@ -154,7 +191,9 @@ fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
     );
     assert_eq!(s.show(&a)["status"], "active");
     // Connection times are written in batches, within poll_ms (1 s).
-    b.wait_until("first_connected_at recorded", || !s.show(&a)["first_connected_at"].is_null());
+    b.wait_until("first_connected_at recorded", || {
+        !s.show(&a)["first_connected_at"].is_null()
+    });
     let first = s.show(&a);
     assert_eq!(first["first_connected_at"], first["last_connected_at"]);
 
@@ -162,7 +201,12 @@ fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
     s.reg(&["device", "deactivate", &a]).ok();
     assert!(!s.connects(&b, "dev-a", "client-a2"));
     let line = last_decision(&b, "client-a2");
-    assert!(line.contains(&format!("refused client_id=\"client-a2\" serial={a}: device {a} is inactive")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "refused client_id=\"client-a2\" serial={a}: device {a} is inactive"
+        )),
+        "{line}"
+    );
     assert!(s.connects(&b, "dev-b", "client-b1"), "{}", b.log_text());
     assert_eq!(s.show(&b_serial)["status"], "active");
     assert!(!b.log_text().contains("Reloading config"));
@@ -175,7 +219,10 @@ fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
     b.wait_until("last_connected_at moved", || {
         s.show(&a)["last_connected_at"] != first["last_connected_at"]
     });
-    assert_eq!(s.show(&a)["first_connected_at"], first["first_connected_at"]);
+    assert_eq!(
+        s.show(&a)["first_connected_at"],
+        first["first_connected_at"]
+    );
 
     // Deleted: unknown again, so the next connect registers it again.
     s.reg(&["device", "delete", &a]).ok();
@@ -185,7 +232,11 @@ fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
     assert_eq!(s.show(&a)["status"], "active");
 
     // The MQTT username is the serial (what ACL files and kicks use).
-    assert!(b.log_text().contains(&format!("u'{a}'")), "{}", b.log_text());
+    assert!(
+        b.log_text().contains(&format!("u'{a}'")),
+        "{}",
+        b.log_text()
+    );
 }
 
 #[test]
@@ -199,21 +250,29 @@ fn connected_subscriber_is_disconnected_within_two_seconds() {
         .client(&s.t, "mosquitto_sub", "sub")
         .args(["-i", "watcher", "-t", "fleet/#", "-v"])
         .spawn();
-    b.wait_until("subscriber connected", || !decisions(&b, "watcher").is_empty());
+    b.wait_until("subscriber connected", || {
+        !decisions(&b, "watcher").is_empty()
+    });
     assert!(last_decision(&b, "watcher").contains("accepted"));
     assert!(s.connects(&b, "pub", "publisher"));
 
     let start = Instant::now();
     s.reg(&["device", "deactivate", &serial]).ok();
     b.wait_until("subscriber kicked", || {
-        b.log_text().contains(&format!("disconnected client_id=\"watcher\" serial={serial}: device {serial} is inactive"))
+        b.log_text().contains(&format!(
+            "disconnected client_id=\"watcher\" serial={serial}: device {serial} is inactive"
+        ))
     });
     let kicked = start.elapsed();
     // mosquitto_sub reconnects once, is refused, and gives up.
     let status = sub.wait_timeout(PATIENCE).expect("mosquitto_sub ended");
     assert!(!status.success());
     assert!(kicked < Duration::from_secs(2), "kicked after {kicked:?}");
-    assert!(last_decision(&b, "watcher").contains("refused"), "{}", b.log_text());
+    assert!(
+        last_decision(&b, "watcher").contains("refused"),
+        "{}",
+        b.log_text()
+    );
     assert!(s.connects(&b, "pub", "publisher-2"));
 }
 
@@ -223,11 +282,17 @@ fn device_of_a_ca_in_cafile_but_not_registered_is_refused() {
     s.device("stranger", "Other");
     let serial = s.serial("stranger");
     // The broker itself accepts the chain (Other.crt is in its cafile).
-    s.t.devcert(&["verify", "--ca", "cafile.pem", "stranger/client_chain.crt"]).ok();
+    s.t.devcert(&["verify", "--ca", "cafile.pem", "stranger/client_chain.crt"])
+        .ok();
     let b = s.start("");
     assert!(!s.connects(&b, "stranger", "stranger-1"));
     let line = last_decision(&b, "stranger-1");
-    assert!(line.contains(&format!("refused client_id=\"stranger-1\" serial={serial}: not issued by a registered CA")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "refused client_id=\"stranger-1\" serial={serial}: not issued by a registered CA"
+        )),
+        "{line}"
+    );
     s.reg(&["device", "show", &serial]).fails();
 }
 
@@ -243,11 +308,23 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
     let mut refused_while = |why: &str, needle: &str, b: &mut Broker| {
         n += 1;
         let id = format!("broken-{n}");
-        assert!(!s.connects(b, "dev", &id), "{why}: accepted\n{}", b.log_text());
+        assert!(
+            !s.connects(b, "dev", &id),
+            "{why}: accepted\n{}",
+            b.log_text()
+        );
         let line = last_decision(b, &id);
-        assert!(line.contains("refused") && line.contains("registry unavailable") && line.contains(needle), "{why}: {line}");
+        assert!(
+            line.contains("refused")
+                && line.contains("registry unavailable")
+                && line.contains(needle),
+            "{why}: {line}"
+        );
         assert!(b.alive(), "{why}: the broker died");
-        assert!(s.plain_answers(), "{why}: the other listener stopped answering");
+        assert!(
+            s.plain_answers(),
+            "{why}: the other listener stopped answering"
+        );
         format!("restored-{n}")
     };
     let mut b = b;
@@ -295,12 +372,19 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     assert_eq!(line.trim(), "locked");
     s.device("dev2", "CA");
     assert!(!s.connects(&b, "dev2", "locked-new"));
     let line = last_decision(&b, "locked-new");
-    assert!(line.contains("refused") && line.contains("locked by another process (waited 300 ms)"), "{line}");
+    assert!(
+        line.contains("refused") && line.contains("locked by another process (waited 300 ms)"),
+        "{line}"
+    );
     assert!(s.connects(&b, "dev", "locked-known"), "{}", b.log_text());
     drop(locker.stdin.take());
     locker.wait().unwrap();
@@ -318,13 +402,33 @@ fn hundred_devices_at_once_while_ten_are_deactivated() {
     // 50 registered beforehand (10 of them deactivated during the storm),
     // 50 registered by their first connect.
     s.t.devcert(&[
-        "batch", "--count", "50", "--cn-prefix", "known-", "--ca", "CA.crt", "--ca-key", "CA.key",
-        "--registry", "reg.db", "--out-dir", "known",
+        "batch",
+        "--count",
+        "50",
+        "--cn-prefix",
+        "known-",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--registry",
+        "reg.db",
+        "--out-dir",
+        "known",
     ])
     .ok();
     s.t.devcert(&[
-        "batch", "--count", "50", "--cn-prefix", "new-", "--ca", "CA.crt", "--ca-key", "CA.key",
-        "--out-dir", "new",
+        "batch",
+        "--count",
+        "50",
+        "--cn-prefix",
+        "new-",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--out-dir",
+        "new",
     ])
     .ok();
     let devices = |batch: &str| {
@@ -362,7 +466,10 @@ fn hundred_devices_at_once_while_ten_are_deactivated() {
         .collect();
     for mut c in cli {
         let status = c.wait_timeout(PATIENCE).expect("deactivate ended");
-        assert!(status.success(), "device deactivate failed during the storm");
+        assert!(
+            status.success(),
+            "device deactivate failed during the storm"
+        );
     }
     for mut c in clients {
         c.wait_timeout(PATIENCE).expect("client ended");
@@ -371,7 +478,12 @@ fn hundred_devices_at_once_while_ten_are_deactivated() {
     // Afterwards exactly the 10 are refused.
     for (i, d) in dirs.iter().enumerate() {
         let accepted = s.connects(&b, d, &format!("after-{i}"));
-        assert_eq!(accepted, i >= 10, "{d}\n{}", last_decision(&b, &format!("after-{i}")));
+        assert_eq!(
+            accepted,
+            i >= 10,
+            "{d}\n{}",
+            last_decision(&b, &format!("after-{i}"))
+        );
     }
     // Nothing lost: 100 devices, 10 inactive, every active one's connection recorded.
     let list = s.reg(&["device", "list", "--json"]).ok();
@@ -389,9 +501,14 @@ fn hundred_devices_at_once_while_ten_are_deactivated() {
     got.sort();
     assert_eq!(got, want);
     b.wait_until("connection times recorded", || {
-        let list = s.reg(&["device", "list", "--status", "active", "--json"]).ok();
+        let list = s
+            .reg(&["device", "list", "--status", "active", "--json"])
+            .ok();
         let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-        v.as_array().unwrap().iter().all(|d| !d["last_connected_at"].is_null())
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| !d["last_connected_at"].is_null())
     });
 }
 
@@ -403,7 +520,10 @@ fn a_million_device_registry() {
     s.reg(&["device", "add", "veteran/client.crt"]).ok();
     let started = Instant::now();
     let n = fill_registry(&s.t.path("reg.db"), 1_000_000);
-    println!("{n} synthetic devices inserted in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{n} synthetic devices inserted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let b = s.start("");
     assert!(s.connects(&b, "veteran", "veteran-1"), "{}", b.log_text());
     assert!(s.connects(&b, "newcomer", "newcomer-1"), "{}", b.log_text());

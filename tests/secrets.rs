@@ -577,3 +577,52 @@ fn absurd_kdf_parameters_in_a_key_file_are_refused_quickly() {
         }
     }
 }
+
+/// With no passphrase source and stdin not a terminal, the error names the
+/// key file the passphrase is for, never `<stdin>` (issue 18).
+#[test]
+fn a_missing_passphrase_names_the_key_file() {
+    let t = TestDir::new();
+    setup(&t);
+    let runs: [(&[&str], &str); 4] = [
+        (
+            &["csr", "--key", "CA.enc.key", "--subject", "/CN=x"],
+            "CA.enc.key",
+        ),
+        (
+            &[
+                "sign",
+                "--csr",
+                "client.csr",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.enc.key",
+            ],
+            "CA.enc.key",
+        ),
+        (
+            &[
+                "ca",
+                "--subject",
+                "/CN=x",
+                "--key-out",
+                "n.key",
+                "--encrypt",
+                "-o",
+                "n.crt",
+            ],
+            "n.key",
+        ),
+        (&["pkcs8", "CA.key", "--encrypt", "-o", "p8.key"], "p8.key"),
+    ];
+    for (args, file) in runs {
+        let out = t
+            .devcert_cmd()
+            .args(args)
+            .stdin("")
+            .run()
+            .fails_naming(&[&format!("({file})"), "stdin is not a terminal"]);
+        assert!(!out.stderr.contains("<stdin>"), "{}", out.describe());
+    }
+}

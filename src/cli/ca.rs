@@ -89,7 +89,9 @@ pub fn run(a: CaArgs) -> Result<()> {
     };
     let pass = match token {
         Some(_) => None,
-        None => a.out_pass.passphrase(&a.pass, "the new CA key")?,
+        None => a
+            .out_pass
+            .passphrase(&a.pass, "the new CA key", &a.key_out)?,
     };
     let algo = key_algo(a.algo, subject.req.as_ref())?;
     let key = match &token {

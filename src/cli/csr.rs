@@ -101,7 +101,7 @@ pub fn run(a: CsrArgs) -> Result<()> {
     warn_all(&built.warnings);
     let csr_pem = pem_encode("CERTIFICATE REQUEST", &built.der);
     if let (Some(path), None, Some(new_key)) = (&a.key_out, &a.key, key.file_key()) {
-        let pass = a.out_pass.passphrase(&a.pass, "the new key")?;
+        let pass = a.out_pass.passphrase(&a.pass, "the new key", path)?;
         let pem = new_key.encode(
             KeyFormat::Pkcs8,
             true,

@@ -75,7 +75,9 @@ pub fn run(a: IssueArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let profile = a.profile.load()?;
     let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest)?;
-    let pass = a.out_pass.passphrase(&a.pass, "the device key")?;
+    let pass =
+        a.out_pass
+            .passphrase(&a.pass, "the device key", &a.out_dir.display().to_string())?;
     let files = make_device(
         &ca,
         &DeviceSpec {

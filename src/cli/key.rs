@@ -52,7 +52,12 @@ pub fn run(a: KeyArgs) -> Result<()> {
         usage("--encrypt writes encrypted PKCS#8; drop --format or use --format pkcs8".into());
     }
     let pass = if a.encrypt {
-        Some(a.pass.source().read("the new key", true)?)
+        Some(
+            a.pass
+                .source()
+                .read("the new key", true)
+                .map_err(|e| super::about_output(e, &a.out.out))?,
+        )
     } else {
         None
     };

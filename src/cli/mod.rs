@@ -215,6 +215,7 @@ impl OutPassArgs {
         &self,
         input: &PassArgs,
         purpose: &str,
+        file: &str,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
         if !self.encrypt {
             if self.out_passphrase_file.is_some() || self.out_passphrase_env.is_some() {
@@ -225,6 +226,7 @@ impl OutPassArgs {
         out_pass_source(&self.out_passphrase_file, &self.out_passphrase_env, input)
             .read(purpose, true)
             .map(Some)
+            .map_err(|e| about_output(e, file))
     }
 }
 
@@ -239,6 +241,11 @@ pub fn out_pass_source(
         (None, None) => input.source(),
         (f, e) => PassphraseSource::from_options(f.as_deref(), e.as_deref()),
     }
+}
+
+/// An error about the output `out` names it, unless that is stdout.
+pub fn about_output(e: Error, out: &str) -> Error {
+    if out == "-" { e } else { e.file(out) }
 }
 
 pub fn read_input(path: &str) -> Result<Input> {

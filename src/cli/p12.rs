@@ -77,7 +77,8 @@ pub fn run(a: P12Args) -> Result<()> {
         .or_else(|| common_name_of(chain[0].cert.tbs_certificate().subject()))
         .unwrap_or_else(|| "devcert".into());
     let passphrase = out_pass_source(&a.out_passphrase_file, &a.out_passphrase_env, &a.pass)
-        .read("the PKCS#12 keystore", true)?;
+        .read("the PKCS#12 keystore", true)
+        .map_err(|e| super::about_output(e, &a.out.out))?;
     if !passphrase.is_ascii() {
         warn(
             "the passphrase is not ASCII: OpenSSL reads the keystore, Java's PKCS12 KeyStore refuses it",

@@ -34,7 +34,9 @@ pub fn run(a: Pkcs8Args) -> Result<()> {
     let loaded = PrivateKey::load(&input, &a.pass.source());
     input.wipe();
     let (key, _) = loaded?;
-    let pass = a.out_pass.passphrase(&a.pass, "the PKCS#8 key")?;
+    let pass = a
+        .out_pass
+        .passphrase(&a.pass, "the PKCS#8 key", &a.out.out)?;
     let bytes = key.encode(
         KeyFormat::Pkcs8,
         !a.der,

@@ -46,15 +46,21 @@ pub fn plugin_library() -> &'static Path {
         // this build and the next `cargo test` rebuild each other's deps.
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
-            let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
-                .iter()
-                .any(|p| k.starts_with(p));
+            let set_by_cargo = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
             if set_by_cargo || k == "OUT_DIR" {
                 build.env_remove(k.as_ref());
             }
         }
-        let status = build.status()
-            .expect("run cargo build for the plugin");
+        let status = build.status().expect("run cargo build for the plugin");
         assert!(status.success(), "building the plugin failed");
         // Test binaries run from target/release/deps.
         let exe = std::env::current_exe().expect("test binary path");
@@ -127,7 +133,11 @@ impl Broker {
             if let Ok(Some(status)) = broker.child.try_wait() {
                 panic!("mosquitto exited ({status}):\n{}", broker.log_text());
             }
-            assert!(start.elapsed() < PATIENCE, "broker not listening:\n{}", broker.log_text());
+            assert!(
+                start.elapsed() < PATIENCE,
+                "broker not listening:\n{}",
+                broker.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         broker
@@ -217,12 +227,29 @@ pub const SERVER_PROFILE: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=c
 
 /// `CA.crt`/`CA.key` and the broker's certificate in `server/`, by devcert.
 pub fn ca_and_server(t: &TestDir) {
-    t.devcert(&["ca", "--subject", "/CN=Broker Test CA", "--key-out", "CA.key", "-o", "CA.crt"])
-        .ok();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Broker Test CA",
+        "--key-out",
+        "CA.key",
+        "-o",
+        "CA.crt",
+    ])
+    .ok();
     t.write("server.cfg", SERVER_PROFILE);
     t.devcert(&[
-        "issue", "--cn", "localhost", "--ca", "CA.crt", "--ca-key", "CA.key", "--profile",
-        "server.cfg", "--out-dir", "server",
+        "issue",
+        "--cn",
+        "localhost",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--profile",
+        "server.cfg",
+        "--out-dir",
+        "server",
     ])
     .ok();
 }

@@ -368,7 +368,9 @@ pub struct Running(std::process::Child);
 impl Running {
     /// Waits at most `d`; `None` if it is still running.
     pub fn wait_timeout(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
-        wait_timeout::ChildExt::wait_timeout(&mut self.0, d).ok().flatten()
+        wait_timeout::ChildExt::wait_timeout(&mut self.0, d)
+            .ok()
+            .flatten()
     }
 }
 
