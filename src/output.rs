@@ -4,10 +4,9 @@
 //! both filtered by the umask as open(2) does.
 //!
 //! Durability: when a write returns, its data and its name are on stable
-//! storage. Files written together are synced together (one `syncfs` for
-//! several files on one filesystem, `fdatasync` for one), then renamed,
-//! then their folders are synced once — two waits for the disk however
-//! many files, instead of one per file.
+//! storage. Files written together are synced together (all at once),
+//! then renamed, then their folders are synced together — two waits for
+//! the disk however many files, instead of one per file.
 //!
 //! Symlinks: the rename replaces a symlink at the output path itself; it is
 //! never followed. Without `--force` an existing symlink (even a dangling
@@ -19,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -349,26 +348,28 @@ fn rename_staged(staged: Staged, force: bool) -> Result<()> {
 }
 
 /// Makes the contents of `files` durable with as few waits as possible:
-/// one `syncfs` per filesystem holding several of them, `fdatasync` (or
-/// `fsync` for folders, `metadata`) for a lone file.
+/// all synced at once (a thread each), so the waits overlap and one
+/// journal commit can serve them all. Not `syncfs`: that would also wait
+/// for every other program's unwritten data on the filesystem (an `issue`
+/// next to a running batch took 62 ms instead of 3-6). `metadata`: fsync
+/// (folders), else fdatasync.
 pub fn sync_together(files: &[&File], metadata: bool) -> std::io::Result<()> {
-    let mut by_fs: Vec<(u64, Vec<&File>)> = Vec::new();
-    for f in files {
-        let dev = f.metadata()?.dev();
-        match by_fs.iter_mut().find(|(d, _)| *d == dev) {
-            Some((_, v)) => v.push(f),
-            None => by_fs.push((dev, vec![f])),
-        }
+    let sync = |f: &File| if metadata { f.sync_all() } else { f.sync_data() };
+    match files {
+        [] => Ok(()),
+        [one] => sync(one),
+        [first, rest @ ..] => std::thread::scope(|scope| {
+            let others: Vec<_> = rest.iter().map(|f| scope.spawn(move || sync(f))).collect();
+            let mut result = sync(first);
+            for h in others {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("sync thread failed")));
+                result = result.and(r);
+            }
+            result
+        }),
     }
-    for (_, group) in by_fs {
-        match group.as_slice() {
-            [one] if metadata => one.sync_all()?,
-            [one] => one.sync_data()?,
-            [first, ..] => syncfs(first)?,
-            [] => {}
-        }
-    }
-    Ok(())
 }
 
 /// Makes the entries of these folders (new names, renames) durable.
@@ -381,7 +382,8 @@ pub fn sync_folders<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> std::io::Re
 }
 
 /// Flushes every dirty page and inode of the filesystem holding `fd`, in
-/// one call; errors of the writeback are reported (Linux ≥ 5.8).
+/// one call; errors of the writeback are reported (Linux ≥ 5.8). The
+/// batch's group commit uses it: one wait for a thousand devices.
 pub fn syncfs(fd: &File) -> std::io::Result<()> {
     rustix::fs::syncfs(fd).map_err(std::io::Error::from)
 }
