@@ -73,7 +73,7 @@ pub struct BatchArgs {
     pass: PassArgs,
     #[command(flatten)]
     pkcs11: Pkcs11Args,
-    /// Register every device (and the CA if new) in this registry database
+    /// Register every device (and the CA if new) in this registry (a SQLite file or a postgres:// URL)
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
     /// Folder for the fleet (created if missing)

@@ -59,7 +59,7 @@ pub struct IssueArgs {
     /// Replace existing device files in the folder
     #[arg(long)]
     force: bool,
-    /// Register the certificate (and the CA if new) in this registry database
+    /// Register the certificate (and the CA if new) in this registry (a SQLite file or a postgres:// URL)
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
     #[command(flatten)]

@@ -30,13 +30,17 @@ macro_rules! note {
     after_help = "Examples:\n  devcert registry ca add CA.crt\n  devcert issue --cn dev-1 --ca CA.crt --ca-key CA.key --registry devcert.db --out-dir dev-1\n  devcert registry device list --ca-serial 5A3F... --status inactive --json\n  devcert registry device deactivate --cn sensor-0042\n  devcert registry device revoke fleet/sensor-0042/client.crt\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl   # then reload the broker"
 )]
 pub struct RegistryArgs {
-    /// Registry database (SQLite; created by the first command that writes to it)
+    /// Registry: a SQLite file (created by the first command that writes to
+    /// it) or a postgres://USER@HOST/DBNAME URL (password from PGPASSWORD or
+    /// ~/.pgpass)
     #[arg(
         long,
         global = true,
         env = "DEVCERT_REGISTRY",
+        // The variable may hold a URL with a password: never in --help.
+        hide_env_values = true,
         default_value = "devcert.db",
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
     db: String,
     #[command(subcommand)]
@@ -65,6 +69,26 @@ enum RegistryCommand {
         after_help = "Examples:\n  devcert registry crl --ca CA.crt --ca-key CA.key -o ca.crl   # then reload the broker\n  devcert registry crl --ca A.crt --ca-key A.key --ca B.crt --ca-key B.key -o fleet.crl"
     )]
     Crl(CrlArgs),
+    /// Write the whole registry as JSON Lines (backup, or a move to another database)
+    #[command(
+        after_help = "Examples:\n  devcert registry --db devcert.db export -o registry.jsonl\n  devcert registry --db postgres://devcert@db.example/devcert import registry.jsonl"
+    )]
+    Export {
+        #[command(flatten)]
+        out: super::OutArgs,
+    },
+    /// Load a registry export, all or nothing (into an empty registry unless --merge)
+    #[command(
+        after_help = "Examples:\n  devcert registry --db postgres://devcert@db.example/devcert import registry.jsonl\n  devcert registry --db devcert.db import --merge other.jsonl"
+    )]
+    Import {
+        /// The export file (`-`: standard input)
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Add to a registry that is not empty (what is already there with the same data is skipped)
+        #[arg(long)]
+        merge: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,10 +276,9 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             }
         }
         RegistryCommand::Ca(CaCommand::List { json }) => {
-            let cas = if missing(db) {
-                Vec::new()
-            } else {
-                Registry::open_existing(db)?.cas()?
+            let cas = match existing(db)? {
+                Some(reg) => reg.cas()?,
+                None => Vec::new(),
             };
             if json {
                 print_json(&cas)?;
@@ -317,31 +340,91 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             }
         }
         RegistryCommand::Crl(args) => crl(db, args)?,
+        RegistryCommand::Export { out } => export(db, &out)?,
+        RegistryCommand::Import { file, merge } => {
+            let mut reg = Registry::open(db)?;
+            let counts = if file == "-" {
+                reg.import(&mut std::io::stdin().lock(), "<stdin>", merge)?
+            } else {
+                let f = std::fs::File::open(&file)
+                    .map_err(|e| Error::io("cannot read registry export", &file, &e))?;
+                reg.import(&mut std::io::BufReader::new(f), &file, merge)?
+            };
+            note!(
+                "imported {} CA(s) and {} device(s) into {}{}",
+                counts.cas,
+                counts.devices,
+                reg.label(),
+                if counts.skipped > 0 {
+                    format!(" ({} already there, skipped)", counts.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A listing of a registry that does not exist is empty (with a warning,
-/// for a mistyped `--db`), and creates nothing.
-fn missing(db: &str) -> bool {
-    let missing = std::fs::symlink_metadata(db).is_err();
-    if missing {
+/// The registry, or `None` (with a warning, for a mistyped `--db`) when
+/// there is none: a listing of it is empty, and creates nothing.
+fn existing(db: &str) -> Result<Option<Registry>> {
+    let reg = Registry::open_if_exists(db)?;
+    if reg.is_none() {
         super::warn(format!(
-            "registry {db} does not exist: nothing is registered"
+            "registry {} does not exist: nothing is registered",
+            devcert::registry::store::label(db)
         ));
     }
-    missing
+    Ok(reg)
+}
+
+/// `registry export`: to stdout, or atomically to a file (0644: an export
+/// holds certificates and states, no keys).
+fn export(db: &str, out: &super::OutArgs) -> Result<()> {
+    devcert::output::refuse_existing(&out.out, out.force)?;
+    let mut reg = Registry::open_existing(db)?;
+    let counts = if out.out == "-" {
+        let mut stdout = BufWriter::new(std::io::stdout().lock());
+        let counts = reg.export(&mut stdout, "<stdout>")?;
+        stdout
+            .flush()
+            .map_err(|e| Error::io("cannot write export", "<stdout>", &e))?;
+        counts
+    } else {
+        let path = std::path::Path::new(&out.out);
+        let staged = devcert::output::stage(path, b"", devcert::output::Mode::Public)?;
+        let io = |e: std::io::Error| Error::io("cannot write export", &out.out, &e);
+        let mut file = BufWriter::new(staged.writer().map_err(io)?);
+        let counts = reg.export(&mut file, &out.out)?;
+        file.flush().map_err(io)?;
+        drop(file);
+        devcert::output::commit(staged, out.force)?;
+        counts
+    };
+    if out.out != "-" {
+        note!(
+            "exported {} CA(s) and {} device(s) to {}",
+            counts.cas,
+            counts.devices,
+            out.out
+        );
+    }
+    Ok(())
 }
 
 fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
-    if let DeviceCommand::List(l) = &cmd
-        && missing(db)
-    {
+    let reg = if let DeviceCommand::List(_) = &cmd {
+        existing(db)?
+    } else {
+        // Only `ca add` creates a database: a device needs a registered CA.
+        Some(Registry::open_existing(db)?)
+    };
+    let Some(mut reg) = reg else {
         let empty: [DeviceRecord; 0] = [];
-        return if l.json { print_json(&empty) } else { Ok(()) };
-    }
-    // Only `ca add` creates a database: a device needs a registered CA.
-    let mut reg = Registry::open_existing(db)?;
+        let json = matches!(&cmd, DeviceCommand::List(l) if l.json);
+        return if json { print_json(&empty) } else { Ok(()) };
+    };
     match cmd {
         DeviceCommand::Add { file } => {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;

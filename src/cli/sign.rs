@@ -43,7 +43,7 @@ pub struct SignArgs {
     pass: PassArgs,
     #[command(flatten)]
     pkcs11: Pkcs11Args,
-    /// Register the certificate (and the CA if new) in this registry database
+    /// Register the certificate (and the CA if new) in this registry (a SQLite file or a postgres:// URL)
     #[arg(long, value_name = "DB")]
     registry: Option<String>,
     #[command(flatten)]

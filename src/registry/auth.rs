@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::SystemTime;
 
-use rusqlite::{OptionalExtension, params};
 use sha2::Digest as _;
 
 use super::cas::same_name_other_key;
-use super::devices::{Standing, insert_device, standing, taken_why};
+use super::devices::{Standing, standing, taken_why};
 use super::{CertRow, Registry, Status, non_positive, now};
 use crate::error::Result;
 use crate::input::LoadedCert;
@@ -273,8 +272,8 @@ impl Registry {
         let (found, registered) = match self.device_state(&row.serial)? {
             Some(found) => (found, false),
             None => {
-                let held =
-                    standing(&self.conn, &serial).map_err(self.err("cannot read registry"))?;
+                let held = standing(&mut *self.store.lookup(), &serial)
+                    .map_err(self.err("cannot read registry"))?;
                 if let Some(why) = unregistrable(&serial, &held) {
                     return Ok(Decision::Refused(why));
                 }
@@ -294,33 +293,33 @@ impl Registry {
     }
 
     fn device_state(&self, serial: &str) -> Result<Option<DeviceState>> {
-        self.conn
-            .prepare_cached("SELECT status, fingerprint FROM devices WHERE serial = ?1")
-            .and_then(|mut st| st.query_row([serial], device_state).optional())
-            .map_err(self.err("cannot read device"))
+        Ok(self
+            .store
+            .lookup()
+            .device_row(serial)
+            .map_err(self.err("cannot read device"))?
+            .map(DeviceState::of))
     }
 
     /// Registers a connecting device Active unless another process did
-    /// first; the record, and whether this call made it.
+    /// first (the insert does nothing then, and the winner's row is read);
+    /// the record, and whether this call made it.
     fn register_connecting(&mut self, ca_id: i64, row: &CertRow) -> Result<(DeviceState, bool)> {
-        let (tx, fail) = self.write_tx("cannot update registry")?;
-        let found = tx
-            .query_row(
-                "SELECT status, fingerprint FROM devices WHERE serial = ?1",
-                [&row.serial],
-                device_state,
-            )
-            .optional()
-            .map_err(&fail)?;
-        let result = match found {
-            Some(found) => (found, false),
-            None => {
-                insert_device(&tx, ca_id, row, now()).map_err(&fail)?;
-                let state = DeviceState {
-                    status: Status::Active,
-                    fingerprint: row.fingerprint.clone(),
-                };
-                (state, true)
+        let (mut tx, fail) = self.write_tx("cannot update registry")?;
+        let new = row.device(ca_id, now());
+        let result = if tx.insert_device(&new).map_err(&fail)? {
+            (DeviceState::of(new), true)
+        } else {
+            match tx.device_row(&row.serial).map_err(&fail)? {
+                Some(found) => (DeviceState::of(found), false),
+                // Taken meanwhile by a CA or a revocation: refuse this time.
+                None => {
+                    let held = standing(&mut *tx, &row.serial).map_err(&fail)?;
+                    return Err(fail(super::store::StoreError::new(taken_why(
+                        &held,
+                        &row.serial,
+                    ))));
+                }
             }
         };
         tx.commit().map_err(&fail)?;
@@ -339,71 +338,34 @@ impl Registry {
             .collect();
         let serials: Vec<&str> = presented.keys().copied().collect();
         let mut out = Vec::new();
-        // SQLite binds at most 32,766 parameters; chunks keep each query small.
-        for chunk in serials.chunks(500) {
-            let sql = format!(
-                "SELECT serial, status, fingerprint FROM devices WHERE serial IN ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
-            let mut rows = st.query(rusqlite::params_from_iter(chunk)).map_err(&fail)?;
-            while let Some(r) = rows.next().map_err(&fail)? {
-                let serial: String = r.get(0).map_err(&fail)?;
-                let state = DeviceState {
-                    status: Status::from_db(&r.get::<_, String>(1).map_err(&fail)?),
-                    fingerprint: r.get(2).map_err(&fail)?,
-                };
-                let fp = presented.get(serial.as_str()).copied().unwrap_or_default();
-                if let Some(why) = refusal(&serial, &state, fp) {
-                    out.push((serial, why));
-                }
+        for d in self.store.device_rows_of(&serials).map_err(&fail)? {
+            let fp = presented.get(d.serial.as_str()).copied().unwrap_or_default();
+            let serial = d.serial.clone();
+            if let Some(why) = refusal(&serial, &DeviceState::of(d), fp) {
+                out.push((serial, why));
             }
-            // Revoked, then deleted: only the revocation record is left.
-            let sql = format!(
-                "SELECT r.serial, r.reason FROM revocations r WHERE r.serial IN ({})
-                 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.serial = r.serial)",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut st = self.conn.prepare_cached(&sql).map_err(&fail)?;
-            let mut rows = st.query(rusqlite::params_from_iter(chunk)).map_err(&fail)?;
-            while let Some(r) = rows.next().map_err(&fail)? {
-                let (serial, reason): (String, String) =
-                    (r.get(0).map_err(&fail)?, r.get(1).map_err(&fail)?);
-                let why = unregistrable(&serial, &Standing::Revoked { reason });
-                out.extend(why.map(|why| (serial, why)));
-            }
+        }
+        // Revoked, then deleted: only the revocation record is left.
+        for (serial, reason) in self.store.deleted_revocations_of(&serials).map_err(&fail)? {
+            let why = unregistrable(&serial, &Standing::Revoked { reason });
+            out.extend(why.map(|why| (serial, why)));
         }
         Ok(out)
     }
 
     /// Ids and fingerprints of the registered CAs (see [`Trust::refresh`]).
     fn ca_stamp(&self) -> Result<Vec<(i64, Vec<u8>)>> {
-        let fail = self.err("cannot read CAs");
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, fingerprint FROM cas ORDER BY id")
-            .map_err(&fail)?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&fail)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(&fail)
+        self.store
+            .ca_fingerprints()
+            .map_err(self.err("cannot read CAs"))
     }
 
     /// Stamps when the broker admitted devices: `(serial, unix time)`,
     /// written together in one transaction (the plugin batches them).
     pub fn record_connections(&mut self, seen: &[(String, i64)]) -> Result<()> {
-        let (tx, fail) = self.write_tx("cannot record connections")?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE devices SET first_connected_at = coalesce(first_connected_at, ?2),
-                         last_connected_at = max(coalesce(last_connected_at, ?2), ?2)
-                     WHERE serial = ?1",
-                )
-                .map_err(&fail)?;
-            for (serial, at) in seen {
-                st.execute(params![serial, at]).map_err(&fail)?;
-            }
+        let (mut tx, fail) = self.write_tx("cannot record connections")?;
+        for (serial, at) in seen {
+            tx.record_connection(serial, *at).map_err(&fail)?;
         }
         tx.commit().map_err(&fail)
     }
@@ -411,17 +373,19 @@ impl Registry {
     /// Changes when another connection commits to the database, so a
     /// long-lived reader knows when to look again.
     pub fn change_counter(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+        self.store
+            .change_counter()
             .map_err(self.err("cannot read registry"))
     }
 }
 
-fn device_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceState> {
-    Ok(DeviceState {
-        status: Status::from_db(&r.get::<_, String>(0)?),
-        fingerprint: r.get(1)?,
-    })
+impl DeviceState {
+    fn of(d: super::store::DeviceRow) -> DeviceState {
+        DeviceState {
+            status: d.status,
+            fingerprint: d.fingerprint,
+        }
+    }
 }
 
 #[cfg(test)]

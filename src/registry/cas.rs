@@ -1,11 +1,11 @@
 //! Registered CAs: adding, listing, and finding them by certificate.
 
-use rusqlite::{OptionalExtension, params};
 use sha2::Digest as _;
 use x509_cert::ext::pkix::{BasicConstraints, SubjectKeyIdentifier};
 
-use super::devices::{Standing, is_constraint, standing, taken_why};
-use super::{Added, CaRecord, CertRow, Registry, now, rfc3339};
+use super::devices::{Standing, standing, taken_why};
+use super::store::CaRow;
+use super::{Added, CaRecord, CertRow, Registry, now};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
 use crate::verify::canonical_name;
@@ -85,67 +85,54 @@ impl Registry {
     pub fn ensure_ca(&mut self, ca: &LoadedCert) -> Result<(i64, Added)> {
         let what = "cannot register CA";
         let row = CertRow::entering(ca, what)?;
-        let ski = colon_hex(&ca_key_id(ca));
-        let (tx, fail) = self.write_tx(what)?;
-        let fail = &fail;
-        let result = match ca_by_serial(&tx, &row.serial).map_err(fail)? {
-            Some((id, fp)) if fp == row.fingerprint => (id, Added::AlreadyRegistered),
-            Some(_) => {
-                return Err(Error::new(
-                    ErrorKind::Registry,
-                    what,
-                    format!(
-                        "another CA with serial {} is already registered",
-                        row.serial
-                    ),
-                )
-                .file(&ca.label));
-            }
-            None => match insert_ca(&tx, &row, &ski, &ca.der) {
-                Ok(()) => (tx.last_insert_rowid(), Added::New),
-                Err(e) if is_constraint(&e) => {
-                    let held = standing(&tx, &row.serial).map_err(fail)?;
-                    let why = match held {
+        let new = CaRow {
+            serial: row.serial.clone(),
+            subject: row.subject,
+            ski: colon_hex(&ca_key_id(ca)),
+            not_before: row.not_before,
+            not_after: row.not_after,
+            registered_at: now(),
+            fingerprint: row.fingerprint,
+            der: ca.der.clone(),
+            crl_number: 0,
+        };
+        let (mut tx, fail) = self.write_tx(what)?;
+        // Insert first, then look: two processes registering one CA at
+        // once both end up with its single row.
+        let result = match tx.insert_ca(&new).map_err(&fail)? {
+            Some(id) => (id, Added::New),
+            None => match tx.ca_by_serial(&new.serial).map_err(&fail)? {
+                Some((id, fp)) if fp == new.fingerprint => (id, Added::AlreadyRegistered),
+                Some(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Registry,
+                        what,
+                        format!(
+                            "another CA with serial {} is already registered",
+                            new.serial
+                        ),
+                    )
+                    .file(&ca.label));
+                }
+                None => {
+                    let why = match standing(&mut *tx, &new.serial).map_err(&fail)? {
                         Standing::Device { .. } => format!(
                             "serial {} is a registered device's (serials are unique across CAs and devices)",
-                            row.serial
+                            new.serial
                         ),
-                        other => taken_why(&other, &row.serial),
+                        other => taken_why(&other, &new.serial),
                     };
                     return Err(Error::new(ErrorKind::Registry, what, why).file(&ca.label));
                 }
-                Err(e) => return Err(fail(e)),
             },
         };
-        tx.commit().map_err(fail)?;
+        tx.commit().map_err(&fail)?;
         Ok(result)
     }
 
     /// Every registered CA, oldest first.
     pub fn cas(&self) -> Result<Vec<CaRecord>> {
-        let fail = self.err("cannot list CAs");
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, serial, subject, ski, not_before, not_after, registered_at, devices
-                 FROM cas ORDER BY id",
-            )
-            .map_err(&fail)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(CaRecord {
-                    id: r.get(0)?,
-                    serial: r.get(1)?,
-                    subject: r.get(2)?,
-                    ski: r.get(3)?,
-                    not_before: rfc3339(r.get(4)?),
-                    not_after: rfc3339(r.get(5)?),
-                    registered_at: rfc3339(r.get(6)?),
-                    devices: r.get::<_, i64>(7)?.max(0) as u64,
-                })
-            })
-            .map_err(&fail)?;
-        let mut cas: Vec<CaRecord> = rows.collect::<rusqlite::Result<_>>().map_err(&fail)?;
+        let mut cas = self.store.cas().map_err(self.err("cannot list CAs"))?;
         // Each certificate counts the devices of its issuer (name and key),
         // registered under any of the issuer's certificates.
         let issuers: Vec<(i64, IssuerId)> = self
@@ -169,16 +156,7 @@ impl Registry {
     /// The registered CA certificates with their ids (the trust store of
     /// `auth` and `device add`).
     pub fn ca_certs(&self) -> Result<Vec<(i64, LoadedCert)>> {
-        let fail = self.err("cannot read CAs");
-        let mut st = self
-            .conn
-            .prepare("SELECT id, serial, der FROM cas ORDER BY id")
-            .map_err(&fail)?;
-        let rows: Vec<(i64, String, Vec<u8>)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(&fail)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(&fail)?;
+        let rows = self.store.ca_ders().map_err(self.err("cannot read CAs"))?;
         rows.into_iter()
             .map(|(id, serial, der)| {
                 let input = crate::input::Input::from_bytes(format!("registered CA {serial}"), der);
@@ -207,7 +185,11 @@ impl Registry {
     /// The ids of the issuer of the CA registered with `serial` (none if
     /// no CA has it).
     pub(super) fn issuer_of_serial(&self, serial: &str) -> Result<Vec<i64>> {
-        let id = ca_by_serial(&self.conn, serial).map_err(self.err("cannot read CAs"))?;
+        let id = self
+            .store
+            .lookup()
+            .ca_by_serial(serial)
+            .map_err(self.err("cannot read CAs"))?;
         match id {
             Some((id, _)) => self.issuer_ids(id),
             None => Ok(Vec::new()),
@@ -249,39 +231,8 @@ impl Registry {
     /// The id of a registered CA, found by its certificate.
     pub fn ca_id(&self, ca: &LoadedCert) -> Result<Option<i64>> {
         let fp = sha2::Sha256::digest(&ca.der).to_vec();
-        self.conn
-            .query_row("SELECT id FROM cas WHERE fingerprint = ?1", [fp], |r| {
-                r.get(0)
-            })
-            .optional()
+        self.store
+            .ca_id_by_fingerprint(&fp)
             .map_err(self.err("cannot read CAs"))
     }
-}
-
-// One statement each, so they move below a storage trait unchanged.
-
-fn ca_by_serial(
-    conn: &rusqlite::Connection,
-    serial: &str,
-) -> rusqlite::Result<Option<(i64, Vec<u8>)>> {
-    conn.query_row(
-        "SELECT id, fingerprint FROM cas WHERE serial = ?1",
-        [serial],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-}
-
-fn insert_ca(
-    conn: &rusqlite::Connection,
-    row: &CertRow,
-    ski: &str,
-    der: &[u8],
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO cas (serial, subject, ski, not_before, not_after, registered_at, fingerprint, der)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![row.serial, row.subject, ski, row.not_before, row.not_after, now(), row.fingerprint, der],
-    )
-    .map(drop)
 }

@@ -72,70 +72,12 @@ impl Registry {
     /// certificates are `ids`, and its held and revoked devices (serial,
     /// time, revocation reason), in one transaction.
     fn crl_snapshot(&mut self, ids: &[i64]) -> Result<(u64, Vec<(String, i64, Option<String>)>)> {
-        let (tx, fail) = self.write_tx("cannot read registry")?;
-        let fail = &fail;
-        bump_crl_number(&tx, ids).map_err(fail)?;
-        let number = crl_number(&tx, ids[0]).map_err(fail)?;
-        let mut entries = held_devices(&tx, ids, super::now()).map_err(fail)?;
-        entries.extend(revoked_devices(&tx, ids).map_err(fail)?);
-        tx.commit().map_err(fail)?;
+        let (mut tx, fail) = self.write_tx("cannot read registry")?;
+        let number = tx.next_crl_number(ids).map_err(&fail)?;
+        let entries = tx.crl_entries(ids, super::now()).map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
         Ok((number as u64, entries))
     }
-}
-
-/// `(?,?,..)` for `n` ids.
-fn id_list(n: usize) -> String {
-    format!("({})", vec!["?"; n].join(","))
-}
-
-// One statement each, so they move below a storage trait unchanged.
-
-/// CRL numbers are the issuer's: one more than the highest of its certificates'.
-fn bump_crl_number(conn: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result<usize> {
-    let list = id_list(ids.len());
-    conn.execute(
-        &format!(
-            "UPDATE cas SET crl_number = (SELECT max(crl_number) FROM cas WHERE id IN {list}) + 1 WHERE id IN {list}"
-        ),
-        rusqlite::params_from_iter(ids.iter().chain(ids)),
-    )
-}
-
-fn crl_number(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT crl_number FROM cas WHERE id = ?1", [id], |r| {
-        r.get(0)
-    })
-}
-
-fn held_devices(
-    conn: &rusqlite::Connection,
-    ids: &[i64],
-    now: i64,
-) -> rusqlite::Result<Vec<(String, i64, Option<String>)>> {
-    let mut st = conn.prepare(&format!(
-        "SELECT serial, coalesce(deactivated_at, ?1) FROM devices
-         WHERE ca_id IN {} AND status = 'inactive' ORDER BY id",
-        id_list(ids.len())
-    ))?;
-    let args = std::iter::once(now).chain(ids.iter().copied());
-    st.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok((r.get(0)?, r.get(1)?, None))
-    })?
-    .collect()
-}
-
-fn revoked_devices(
-    conn: &rusqlite::Connection,
-    ids: &[i64],
-) -> rusqlite::Result<Vec<(String, i64, Option<String>)>> {
-    let mut st = conn.prepare(&format!(
-        "SELECT serial, revoked_at, reason FROM revocations WHERE ca_id IN {} ORDER BY rowid",
-        id_list(ids.len())
-    ))?;
-    st.query_map(rusqlite::params_from_iter(ids), |r| {
-        Ok((r.get(0)?, r.get(1)?, Some(r.get(2)?)))
-    })?
-    .collect()
 }
 
 /// Builds and signs the CRL of `ca`, which must be registered.

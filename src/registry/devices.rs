@@ -1,20 +1,12 @@
 //! Device certificates: registering (one, or a batch in chunks), finding,
 //! activating, deactivating and deleting them.
 
-use rusqlite::{OptionalExtension, params};
-
+use super::store::{Lookup, StoreError, StoreResult};
 use super::{
     Added, CertRow, DeviceQuery, DeviceRecord, Registry, RevokeReason, Status, now, refused,
-    rfc3339,
 };
 use crate::error::{Error, Result};
 use crate::input::LoadedCert;
-
-/// The columns of a [`DeviceRecord`], for every query that shows devices.
-const DEVICE_COLUMNS: &str =
-    "SELECT d.serial, c.serial, d.subject, d.status, d.not_before, d.not_after, d.registered_at,
-            r.revoked_at, r.reason, d.first_connected_at, d.last_connected_at
-     FROM devices d JOIN cas c ON c.id = d.ca_id LEFT JOIN revocations r ON r.serial = d.serial";
 
 /// How a device is named on the command line.
 #[derive(Debug, Clone)]
@@ -56,38 +48,33 @@ impl Registry {
     /// or a revoked one's) is refused and nothing of this call is kept.
     pub fn add_devices(&mut self, ca_id: i64, certs: &[LoadedCert]) -> Result<Vec<Added>> {
         let what = "cannot register device";
-        let (tx, fail) = self.write_tx(what)?;
-        let fail = &fail;
+        let (mut tx, fail) = self.write_tx(what)?;
         let mut out = Vec::with_capacity(certs.len());
         let t = now();
         for c in certs {
             let row = CertRow::entering(c, what)?;
-            let taken = |tx: &rusqlite::Connection| -> Result<Error> {
-                let why = taken_why(&standing(tx, &row.serial).map_err(fail)?, &row.serial);
-                Ok(Error::refused(what, why).file(&c.label))
-            };
-            match insert_device(&tx, ca_id, &row, t) {
-                Ok(1) => out.push(Added::New),
-                Ok(_) => match standing(&tx, &row.serial).map_err(fail)? {
-                    Standing::Device { fingerprint, .. } if fingerprint == row.fingerprint => {
-                        out.push(Added::AlreadyRegistered)
-                    }
-                    _ => return Err(taken(&tx)?),
-                },
-                Err(e) if is_constraint(&e) => return Err(taken(&tx)?),
-                Err(e) => return Err(fail(e)),
+            if tx.insert_device(&row.device(ca_id, t)).map_err(&fail)? {
+                out.push(Added::New);
+                continue;
+            }
+            match standing(&mut *tx, &row.serial).map_err(&fail)? {
+                Standing::Device { fingerprint, .. } if fingerprint == row.fingerprint => {
+                    out.push(Added::AlreadyRegistered)
+                }
+                held => {
+                    return Err(Error::refused(what, taken_why(&held, &row.serial)).file(&c.label));
+                }
             }
         }
-        tx.commit().map_err(fail)?;
+        tx.commit().map_err(&fail)?;
         Ok(out)
     }
 
     /// Removes a device registered moments ago, when writing its files failed.
     pub fn forget_device(&mut self, serial: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM devices WHERE serial = ?1", [serial])
-            .map(|_| ())
-            .map_err(self.err("cannot update registry"))
+        let (mut tx, fail) = self.write_tx("cannot update registry")?;
+        tx.delete_device(serial).map_err(&fail)?;
+        tx.commit().map_err(&fail)
     }
 
     /// Calls `each` for every device matching `q`, in registration order,
@@ -97,62 +84,31 @@ impl Registry {
         q: &DeviceQuery,
         each: &mut dyn FnMut(DeviceRecord) -> Result<()>,
     ) -> Result<()> {
-        let fail = self.err("cannot list devices");
-        let mut sql = format!("{DEVICE_COLUMNS} WHERE 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(s) = &q.serial {
-            sql.push_str(" AND d.serial = ?");
-            args.push(s.clone().into());
-        }
-        if let Some(s) = &q.ca_serial {
-            // Resolved first so the planner walks the devices_ca index.
-            let ids = self.issuer_of_serial(s)?;
-            if ids.is_empty() {
-                return Ok(());
+        let ca_ids = match &q.ca_serial {
+            Some(s) => {
+                let ids = self.issuer_of_serial(s)?;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                Some(ids)
             }
-            sql.push_str(&format!(
-                " AND d.ca_id IN ({})",
-                vec!["?"; ids.len()].join(",")
-            ));
-            args.extend(ids.into_iter().map(Into::into));
-        }
-        if let Some(st) = q.status {
-            sql.push_str(" AND d.status = ?");
-            args.push(st.as_str().to_string().into());
-        }
-        if let Some(cn) = &q.cn {
-            sql.push_str(" AND d.cn = ?");
-            args.push(cn.clone().into());
-        }
-        if let Some(text) = &q.subject_contains {
-            sql.push_str(" AND instr(lower(d.subject), lower(?)) > 0");
-            args.push(text.clone().into());
-        }
-        sql.push_str(" ORDER BY d.id LIMIT ?");
-        args.push(
-            q.limit
-                .map(|l| l.min(i64::MAX as u64) as i64)
-                .unwrap_or(-1)
-                .into(),
-        );
-        let mut st = self.conn.prepare(&sql).map_err(&fail)?;
-        let mut rows = st.query(rusqlite::params_from_iter(args)).map_err(&fail)?;
-        while let Some(r) = rows.next().map_err(&fail)? {
-            each(device_record(r).map_err(&fail)?)?;
-        }
-        Ok(())
+            None => None,
+        };
+        let mut stopped = Ok(());
+        self.store
+            .list_devices(q, ca_ids.as_deref(), &mut |d| {
+                stopped = each(d);
+                stopped.is_ok()
+            })
+            .map_err(self.err("cannot list devices"))?;
+        stopped
     }
 
     /// One device by serial (normalised); unknown is an error.
     pub fn device(&self, serial: &str) -> Result<DeviceRecord> {
         let found = self
-            .conn
-            .query_row(
-                &format!("{DEVICE_COLUMNS} WHERE d.serial = ?1"),
-                [serial],
-                device_record,
-            )
-            .optional()
+            .store
+            .device(serial)
             .map_err(self.err("cannot read device"))?;
         match found {
             Some(d) => Ok(d),
@@ -168,7 +124,9 @@ impl Registry {
             DeviceRef::Serial(s) => Ok(s.clone()),
             DeviceRef::Cert(c) => {
                 let row = CertRow::of(c);
-                match standing(&self.conn, &row.serial).map_err(self.err("cannot read device"))? {
+                let held = standing(&mut *self.store.lookup(), &row.serial)
+                    .map_err(self.err("cannot read device"))?;
+                match held {
                     Standing::Device { fingerprint, .. } if fingerprint == row.fingerprint => {
                         Ok(row.serial)
                     }
@@ -227,7 +185,7 @@ impl Registry {
 
     fn unknown(&self, serial: &str) -> Result<Error> {
         unknown(
-            &self.conn,
+            &mut *self.store.lookup(),
             &self.label,
             serial,
             &self.err("cannot read device"),
@@ -243,16 +201,15 @@ impl Registry {
         }
         let what = "cannot update device";
         let label = self.label.clone();
-        let (tx, fail) = self.write_tx(what)?;
-        let n = update_status(&tx, serial, status, now()).map_err(&fail)?;
-        if n == 0 {
-            return Err(match standing(&tx, serial).map_err(&fail)? {
+        let (mut tx, fail) = self.write_tx(what)?;
+        if !tx.set_status(serial, status, now()).map_err(&fail)? {
+            return Err(match standing(&mut *tx, serial).map_err(&fail)? {
                 Standing::Device { .. } => refused(
                     &label,
                     what,
                     format!("device {serial} is revoked, which is permanent"),
                 ),
-                _ => unknown(&tx, &label, serial, &fail)?,
+                _ => unknown(&mut *tx, &label, serial, &fail)?,
             });
         }
         tx.commit().map_err(&fail)
@@ -264,19 +221,18 @@ impl Registry {
     /// (the first revocation's time and reason are kept).
     pub fn revoke_device(&mut self, serial: &str, reason: RevokeReason) -> Result<bool> {
         let label = self.label.clone();
-        let (tx, fail) = self.write_tx("cannot revoke device")?;
-        let revoked = match standing(&tx, serial).map_err(&fail)? {
+        let (mut tx, fail) = self.write_tx("cannot revoke device")?;
+        let revoked = match standing(&mut *tx, serial).map_err(&fail)? {
             Standing::Device {
                 status: Status::Revoked,
                 ..
             }
             | Standing::Revoked { .. } => false,
             Standing::Device { .. } => {
-                insert_revocation(&tx, serial, reason, now()).map_err(&fail)?;
-                mark_revoked(&tx, serial).map_err(&fail)?;
+                tx.revoke(serial, reason.as_str(), now()).map_err(&fail)?;
                 true
             }
-            _ => return Err(unknown(&tx, &label, serial, &fail)?),
+            _ => return Err(unknown(&mut *tx, &label, serial, &fail)?),
         };
         tx.commit().map_err(&fail)?;
         Ok(revoked)
@@ -288,10 +244,10 @@ impl Registry {
     pub fn delete_device(&mut self, serial: &str, force: bool) -> Result<Status> {
         let what = "cannot delete device";
         let label = self.label.clone();
-        let (tx, fail) = self.write_tx(what)?;
-        let status = match standing(&tx, serial).map_err(&fail)? {
+        let (mut tx, fail) = self.write_tx(what)?;
+        let status = match standing(&mut *tx, serial).map_err(&fail)? {
             Standing::Device { status, .. } => status,
-            _ => return Err(unknown(&tx, &label, serial, &fail)?),
+            _ => return Err(unknown(&mut *tx, &label, serial, &fail)?),
         };
         if status == Status::Inactive && !force {
             return Err(refused(
@@ -301,7 +257,7 @@ impl Registry {
                 )
                 .hint(format!("to keep it off for good: devcert registry device revoke {serial}; to delete it anyway: --force")));
         }
-        delete_device_row(&tx, serial).map_err(&fail)?;
+        tx.delete_device(serial).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         Ok(status)
     }
@@ -309,12 +265,12 @@ impl Registry {
 
 /// "Not registered", or what is known of a serial that is no device's.
 fn unknown(
-    conn: &rusqlite::Connection,
+    reads: &mut dyn Lookup,
     label: &str,
     serial: &str,
-    fail: &dyn Fn(rusqlite::Error) -> Error,
+    fail: &dyn Fn(StoreError) -> Error,
 ) -> Result<Error> {
-    let held = standing(conn, serial).map_err(fail)?;
+    let held = standing(reads, serial).map_err(fail)?;
     let why = match held {
         Standing::Revoked { reason, .. } => format!(
             "serial {serial} is not registered (it was revoked, {reason}, then deleted; the CRL keeps listing it)"
@@ -341,17 +297,17 @@ pub(super) enum Standing {
     Ca,
 }
 
-pub(super) fn standing(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<Standing> {
-    if let Some((status, fingerprint)) = device_state(conn, serial)? {
+pub(super) fn standing(reads: &mut dyn Lookup, serial: &str) -> StoreResult<Standing> {
+    if let Some(d) = reads.device_row(serial)? {
         return Ok(Standing::Device {
-            status: Status::from_db(&status),
-            fingerprint,
+            status: d.status,
+            fingerprint: d.fingerprint,
         });
     }
-    if let Some(reason) = revocation_reason(conn, serial)? {
-        return Ok(Standing::Revoked { reason });
+    if let Some(r) = reads.revocation(serial)? {
+        return Ok(Standing::Revoked { reason: r.reason });
     }
-    if ca_has_serial(conn, serial)? {
+    if reads.ca_by_serial(serial)?.is_some() {
         return Ok(Standing::Ca);
     }
     Ok(Standing::Unknown)
@@ -370,122 +326,6 @@ pub(super) fn taken_why(standing: &Standing, serial: &str) -> String {
             "serial {serial} is already registered for another certificate (serials are unique in the registry)"
         ),
     }
-}
-
-/// A UNIQUE, PRIMARY KEY or CHECK constraint refused the row.
-pub(super) fn is_constraint(e: &rusqlite::Error) -> bool {
-    e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
-}
-
-// One statement each, so they move below a storage trait unchanged.
-
-fn device_state(
-    conn: &rusqlite::Connection,
-    serial: &str,
-) -> rusqlite::Result<Option<(String, Vec<u8>)>> {
-    conn.query_row(
-        "SELECT status, fingerprint FROM devices WHERE serial = ?1",
-        [serial],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-}
-
-fn revocation_reason(
-    conn: &rusqlite::Connection,
-    serial: &str,
-) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT reason FROM revocations WHERE serial = ?1",
-        [serial],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
-fn ca_has_serial(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM cas WHERE serial = ?1", [serial], |_| Ok(()))
-        .optional()
-        .map(|f| f.is_some())
-}
-
-/// Inserts an Active device; 0 rows when its serial is a device's already.
-pub(super) fn insert_device(
-    conn: &rusqlite::Connection,
-    ca_id: i64,
-    row: &CertRow,
-    at: i64,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "INSERT INTO devices (serial, ca_id, subject, cn, status, not_before, not_after, registered_at, fingerprint)
-         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8) ON CONFLICT(serial) DO NOTHING",
-    )?
-    .execute(params![
-        row.serial,
-        ca_id,
-        row.subject,
-        row.cn,
-        row.not_before,
-        row.not_after,
-        at,
-        row.fingerprint
-    ])
-}
-
-fn update_status(
-    conn: &rusqlite::Connection,
-    serial: &str,
-    status: Status,
-    at: i64,
-) -> rusqlite::Result<usize> {
-    // Keep the first deactivation time when deactivated twice.
-    conn.execute(
-        "UPDATE devices SET status = ?2,
-             deactivated_at = CASE WHEN ?2 = 'inactive' THEN coalesce(deactivated_at, ?3) END
-         WHERE serial = ?1 AND status <> 'revoked'",
-        params![serial, status.as_str(), at],
-    )
-}
-
-fn insert_revocation(
-    conn: &rusqlite::Connection,
-    serial: &str,
-    reason: RevokeReason,
-    at: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO revocations (serial, ca_id, subject, reason, revoked_at)
-         SELECT serial, ca_id, subject, ?2, ?3 FROM devices WHERE serial = ?1",
-        params![serial, reason.as_str(), at],
-    )
-    .map(drop)
-}
-
-fn mark_revoked(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE devices SET status = 'revoked' WHERE serial = ?1",
-        [serial],
-    )
-}
-
-fn delete_device_row(conn: &rusqlite::Connection, serial: &str) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM devices WHERE serial = ?1", [serial])
-}
-
-fn device_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
-    Ok(DeviceRecord {
-        serial: r.get(0)?,
-        ca_serial: r.get(1)?,
-        subject: r.get(2)?,
-        status: Status::from_db(&r.get::<_, String>(3)?),
-        not_before: rfc3339(r.get(4)?),
-        not_after: rfc3339(r.get(5)?),
-        registered_at: rfc3339(r.get(6)?),
-        revoked_at: r.get::<_, Option<i64>>(7)?.map(rfc3339),
-        revocation_reason: r.get(8)?,
-        first_connected_at: r.get::<_, Option<i64>>(9)?.map(rfc3339),
-        last_connected_at: r.get::<_, Option<i64>>(10)?.map(rfc3339),
-    })
 }
 
 /// Registers a certificate `ca` has just issued (and `ca` if needed), then

@@ -1,7 +1,7 @@
 //! The device-certificate registry: the broker console's records of CAs
-//! and device certificates, in an embedded SQLite database that many
-//! processes may write at once (WAL, a 30 s busy timeout, short
-//! `BEGIN IMMEDIATE` transactions).
+//! and device certificates, in an embedded SQLite file (the default) or a
+//! PostgreSQL database shared by many hosts. The rules are written here,
+//! once; the SQL of each database sits below the [`store::Store`] trait.
 //!
 //! Serials are stored as `openssl x509 -serial` prints them (upper-case hex,
 //! no colons, no sign byte) and are unique across the registry. Times are
@@ -12,26 +12,27 @@ pub mod broker;
 mod cas;
 pub mod crl;
 mod devices;
+pub mod export;
+mod postgres;
 mod schema;
+mod sqlite;
+pub mod store;
 
 pub use devices::{Bulk, DeviceRef, register_issued};
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
 use crate::name::{common_name_of, to_rfc4514};
 use crate::sign::{format_time, parse_serial, serial_hex};
-
-/// How long a writer waits for another process's transaction.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+use store::StoreError;
 
 /// Whether a device may connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
@@ -50,7 +51,7 @@ impl Status {
         }
     }
 
-    fn from_db(s: &str) -> Status {
+    pub(crate) fn from_db(s: &str) -> Status {
         match s {
             "active" => Status::Active,
             "inactive" => Status::Inactive,
@@ -164,6 +165,59 @@ pub struct DeviceRecord {
     pub last_connected_at: Option<String>,
 }
 
+impl CaRecord {
+    /// From stored columns (times in Unix seconds).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_columns(
+        id: i64,
+        serial: String,
+        subject: String,
+        ski: String,
+        not_before: i64,
+        not_after: i64,
+        registered_at: i64,
+        devices: i64,
+    ) -> CaRecord {
+        CaRecord {
+            id,
+            serial,
+            subject,
+            ski,
+            not_before: rfc3339(not_before),
+            not_after: rfc3339(not_after),
+            registered_at: rfc3339(registered_at),
+            devices: devices.max(0) as u64,
+        }
+    }
+}
+
+impl DeviceRecord {
+    /// A stored row (times in Unix seconds) and its revocation as listed.
+    pub(crate) fn of(
+        d: store::DeviceRow,
+        ca_serial: String,
+        revocation: Option<store::Revocation>,
+    ) -> DeviceRecord {
+        let (revoked_at, revocation_reason) = match revocation {
+            Some(r) => (Some(rfc3339(r.revoked_at)), Some(r.reason)),
+            None => (None, None),
+        };
+        DeviceRecord {
+            revoked_at,
+            revocation_reason,
+            serial: d.serial,
+            ca_serial,
+            subject: d.subject,
+            status: d.status,
+            not_before: rfc3339(d.not_before),
+            not_after: rfc3339(d.not_after),
+            registered_at: rfc3339(d.registered_at),
+            first_connected_at: d.first_connected_at.map(rfc3339),
+            last_connected_at: d.last_connected_at.map(rfc3339),
+        }
+    }
+}
+
 /// Filters of `device list`; `None` matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceQuery {
@@ -242,6 +296,26 @@ fn non_positive(serial: &str) -> Option<String> {
     }
 }
 
+impl CertRow {
+    /// The row of a device of CA `ca_id`, registered Active at `at`.
+    fn device(&self, ca_id: i64, at: i64) -> store::DeviceRow {
+        store::DeviceRow {
+            serial: self.serial.clone(),
+            ca_id,
+            subject: self.subject.clone(),
+            cn: self.cn.clone(),
+            status: Status::Active,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            registered_at: at,
+            deactivated_at: None,
+            fingerprint: self.fingerprint.clone(),
+            first_connected_at: None,
+            last_connected_at: None,
+        }
+    }
+}
+
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -256,109 +330,81 @@ fn rfc3339(secs: i64) -> String {
     format_time(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
 }
 
-/// An open registry database.
+/// An open registry: the rules live in this module's files, the rows in
+/// a [`store::Store`] (SQLite or PostgreSQL).
 pub struct Registry {
-    conn: Connection,
+    store: Box<dyn store::Store>,
     label: String,
-    /// How long a statement waits for another process's lock.
-    busy: Duration,
 }
 
 impl Registry {
     /// Opens an existing registry: queries of a mistyped `--db` must not
     /// quietly create an empty database and report "no devices".
-    pub fn open_existing(path: &str) -> Result<Registry> {
-        Registry::open_existing_waiting(path, BUSY_TIMEOUT)
+    pub fn open_existing(value: &str) -> Result<Registry> {
+        Registry::open_existing_waiting(value, store::BUSY_TIMEOUT)
     }
 
     /// [`Registry::open_existing`] for a caller that must not stall (the
     /// broker): it waits at most `busy` for another process's lock.
-    pub fn open_existing_waiting(path: &str, busy: Duration) -> Result<Registry> {
-        if !std::path::Path::new(path).exists() {
-            return Err(Error::new(
-                ErrorKind::Registry,
-                "cannot open registry",
-                "no such file or directory",
-            )
-            .file(path)
-            .hint("a registry is created by `devcert registry ca add CA.crt` or `--registry` on sign/issue/batch"));
-        }
-        Registry::open_waiting(path, busy)
+    pub fn open_existing_waiting(value: &str, busy: Duration) -> Result<Registry> {
+        Registry::open_store(value, false, busy)?.ok_or_else(|| {
+            let why = if postgres::settings::is_url(value) {
+                "the database holds no registry yet"
+            } else {
+                "no such file or directory"
+            };
+            Error::new(ErrorKind::Registry, "cannot open registry", why)
+                .file(store::label(value))
+                .hint("a registry is created by `devcert registry ca add CA.crt` or `--registry` on sign/issue/batch")
+        })
     }
 
-    /// Opens (creating if missing) and migrates the database at `path`.
-    pub fn open(path: &str) -> Result<Registry> {
-        Registry::open_waiting(path, BUSY_TIMEOUT)
+    /// Opens an existing registry, `None` when there is none at `value`
+    /// (no such file; a database without devcert's schema).
+    pub fn open_if_exists(value: &str) -> Result<Option<Registry>> {
+        Registry::open_store(value, false, store::BUSY_TIMEOUT)
     }
 
-    fn open_waiting(path: &str, busy: Duration) -> Result<Registry> {
-        let label = path.to_string();
-        let fail = |e: rusqlite::Error| sql_error("cannot open registry", &label, busy, e);
-        let mut conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(busy).map_err(fail)?;
-        // Switching a fresh database to WAL takes an exclusive lock for which
-        // SQLite returns BUSY at once, without its busy handler, when several
-        // processes create the registry together: retry for as long.
-        let deadline = Instant::now() + busy;
-        let mut setup = || -> std::result::Result<(), schema::MigrateError> {
-            // WAL lets readers run beside one writer; NORMAL is durable
-            // enough in WAL mode and keeps commits cheap.
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-            schema::migrate(&mut conn)
-        };
-        let setup = loop {
-            match setup() {
-                Err(schema::MigrateError::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(
-                        5 + u64::from(std::process::id() % 20),
-                    ));
-                }
-                r => break r,
-            }
-        };
-        setup.map_err(|e| match e {
-            schema::MigrateError::Sql(e) => fail(e),
-            schema::MigrateError::TooNew(v) => Error::new(
-                ErrorKind::Registry,
-                "cannot open registry",
-                format!(
-                    "its schema version {v} is newer than this devcert's ({})",
-                    schema::VERSION
-                ),
-            )
-            .file(&label)
-            .hint("upgrade devcert"),
-        })?;
-        Ok(Registry { conn, label, busy })
+    /// Opens (creating if missing) and migrates the registry `value` names:
+    /// a `postgres://` or `postgresql://` URL, else a SQLite file.
+    pub fn open(value: &str) -> Result<Registry> {
+        Registry::open_store(value, true, store::BUSY_TIMEOUT)?.ok_or_else(|| {
+            Error::new(ErrorKind::Registry, "cannot open registry", "it could not be created")
+                .file(store::label(value))
+        })
     }
 
-    /// A write transaction, `BEGIN IMMEDIATE`: the write lock is taken up
-    /// front, where the busy timeout applies (a deferred transaction that
-    /// upgrades later can fail at once), with the error mapper for `what`.
+    fn open_store(value: &str, create: bool, busy: Duration) -> Result<Option<Registry>> {
+        let label = store::label(value);
+        let store = store::open(value, create, busy)
+            .map_err(|e| fail("cannot open registry", &label, e))?;
+        Ok(store.map(|store| Registry { store, label }))
+    }
+
+    /// The error mapper for `what`.
+    fn err(&self, what: &str) -> impl Fn(StoreError) -> Error + '_ {
+        let what = what.to_string();
+        move |e| fail(&what, &self.label, e)
+    }
+
+    /// A write transaction, with the error mapper for `what`.
     fn write_tx(
         &mut self,
         what: &'static str,
-    ) -> Result<(
-        rusqlite::Transaction<'_>,
-        impl Fn(rusqlite::Error) -> Error + use<>,
-    )> {
-        let (label, busy) = (self.label.clone(), self.busy);
-        let fail = move |e| sql_error(what, &label, busy, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(&fail)?;
+    ) -> Result<(Box<dyn store::Tx + '_>, impl Fn(StoreError) -> Error + use<>)> {
+        let label = self.label.clone();
+        let fail = move |e| fail(what, &label, e);
+        let tx = self.store.write().map_err(&fail)?;
         Ok((tx, fail))
-    }
-
-    fn err(&self, what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-        let what = what.to_string();
-        move |e| sql_error(&what, &self.label, self.busy, e)
     }
 
     fn refused(&self, what: &str, why: impl Into<String>) -> Error {
         refused(&self.label, what, why)
+    }
+
+    /// What messages call this registry (a path, or a URL without password).
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }
 
@@ -367,39 +413,10 @@ fn refused(label: &str, what: &str, why: impl Into<String>) -> Error {
     Error::new(ErrorKind::Registry, what, why).file(label)
 }
 
-/// "30 s", "200 ms".
-fn waited(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
+fn fail(what: &str, label: &str, e: StoreError) -> Error {
+    let err = Error::new(ErrorKind::Registry, what, e.why).file(label);
+    match e.hint {
+        Some(h) => err.hint(h),
+        None => err,
     }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
-fn sql_error(what: &str, label: &str, busy: Duration, e: rusqlite::Error) -> Error {
-    let why = match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
-            "database is locked by another process (waited {})",
-            waited(busy)
-        ),
-        Some(rusqlite::ErrorCode::NotADatabase) => "not a devcert registry (not SQLite)".into(),
-        Some(rusqlite::ErrorCode::CannotOpen) => {
-            let parent = std::path::Path::new(label)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty());
-            match parent {
-                Some(p) if !p.is_dir() => format!("its folder {} does not exist", p.display()),
-                _ => "cannot open the database file".into(),
-            }
-        }
-        _ => e.to_string(),
-    };
-    Error::new(ErrorKind::Registry, what, why).file(label)
 }

@@ -136,6 +136,8 @@ pub enum MigrateError {
     Sql(rusqlite::Error),
     /// Written by a newer devcert.
     TooNew(i64),
+    /// Tables of another application, no devcert schema.
+    Foreign,
 }
 
 impl From<rusqlite::Error> for MigrateError {
@@ -159,6 +161,14 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     let v = user_version(&tx)?;
     if v > VERSION {
         return Err(MigrateError::TooNew(v));
+    }
+    let tables: i64 = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        [],
+        |r| r.get(0),
+    )?;
+    if v == 0 && tables > 0 {
+        return Err(MigrateError::Foreign);
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
         tx.execute_batch(step)?;
@@ -224,5 +234,13 @@ mod tests {
         conn.pragma_update(None, "user_version", VERSION + 1)
             .unwrap();
         assert!(matches!(migrate(&mut conn), Err(MigrateError::TooNew(_))));
+    }
+
+    #[test]
+    fn another_applications_database_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE devices (x TEXT)").unwrap();
+        assert!(matches!(migrate(&mut conn), Err(MigrateError::Foreign)));
+        assert_eq!(user_version(&conn).unwrap(), 0);
     }
 }

@@ -1556,3 +1556,5 @@ impl Token<'_> {
         );
     }
 }
+
+pub mod pg;

@@ -1,0 +1,308 @@
+//! A throw-away PostgreSQL server per test: a copy of a cluster made once
+//! by `initdb` (cached under cargo's test temp folder), started on a free
+//! 127.0.0.1 port with its socket in a temp folder, stopped by its PID when
+//! dropped (also on panic). As root, the server runs as the `postgres`
+//! user: PostgreSQL refuses to run as root.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The bootstrap superuser of the test clusters, and its password (long
+/// and odd, so a test can assert it is never echoed).
+pub const PG_USER: &str = "devcert";
+pub const PG_PASSWORD: &str = "Pw-q7Zx3-never-echoed";
+/// A database created in the template, so every server has it.
+pub const PG_DB: &str = "registry";
+
+/// The PostgreSQL programs (initdb, postgres, psql), or `None` outside CI
+/// when PostgreSQL is not installed (the test prints SKIPPED).
+pub fn pg_bin() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .find(|d| d.join("initdb").is_file())
+            // Often a symlink (/usr/local/bin/initdb): psql and postgres sit beside its target.
+            .and_then(|d| Some(d.join("initdb").canonicalize().ok()?.parent()?.to_path_buf()))
+            .filter(|d| d.join("postgres").is_file() && d.join("psql").is_file())
+    });
+    let found = from_path.or_else(|| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is required in CI (.ci/run installs it)"
+        );
+        println!("SKIPPED: PostgreSQL not installed (apt-get install postgresql)");
+    }
+    found
+}
+
+/// uid/gid of the `postgres` user when running as root.
+fn run_as() -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").arg(flag).output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    if id("-u")? != 0 {
+        return None;
+    }
+    let user = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("run id");
+        assert!(
+            out.status.success(),
+            "running as root, PostgreSQL needs an unprivileged user 'postgres' (the postgresql package makes it)"
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    Some((user("-u"), user("-g")))
+}
+
+fn as_server_user(cmd: &mut Command, owner: Option<(u32, u32)>) -> &mut Command {
+    if let Some((uid, gid)) = owner {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+fn chown(path: &Path, owner: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
+    }
+}
+
+/// The initdb'd cluster every server starts from (made once per build).
+fn template(bin: &Path, owner: Option<(u32, u32)>) -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let done = base.join("pg-template");
+        if done.join("data/PG_VERSION").exists() {
+            return done;
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("pg-template-")
+            .tempdir_in(base)
+            .expect("temp dir");
+        chown(tmp.path(), owner);
+        let pw = tmp.path().join("pw");
+        std::fs::write(&pw, PG_PASSWORD).unwrap();
+        chown(&pw, owner);
+        let data = tmp.path().join("data");
+        let out = as_server_user(&mut Command::new(bin.join("initdb")), owner)
+            .args(["-D", data.to_str().unwrap(), "-U", PG_USER, "--pwfile"])
+            .arg(&pw)
+            .args(["--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-instructions"])
+            .env("LC_ALL", "C")
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&pw).unwrap();
+        // The database every test uses, made once here.
+        let mut server = PgServer::start_in(bin, owner, tmp.path().to_path_buf());
+        server.psql("postgres", &format!("CREATE DATABASE {PG_DB}"));
+        server.stop();
+        drop(server);
+        let dir = tmp.keep();
+        // Another test process may have won the race: either copy is fine.
+        if std::fs::rename(&dir, &done).is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        done
+    })
+}
+
+/// A running PostgreSQL server, stopped (by PID) when dropped.
+pub struct PgServer {
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
+    /// Holds `data/` and `sock/`; None for the template's own start.
+    _dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl PgServer {
+    /// A fresh server with an empty `registry` database, or `None` when
+    /// PostgreSQL is missing outside CI.
+    pub fn start() -> Option<PgServer> {
+        let bin = pg_bin()?;
+        let owner = run_as();
+        let template = template(&bin, owner);
+        let dir = tempfile::Builder::new()
+            .prefix("devcert-pg-")
+            .tempdir()
+            .expect("temp dir");
+        chown(dir.path(), owner);
+        // cp -a keeps the owner and the 0700 mode PostgreSQL insists on.
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(template.join("data"))
+            .arg(dir.path())
+            .status()
+            .expect("run cp");
+        assert!(ok.success(), "cannot copy the template cluster");
+        let mut s = PgServer::start_in(&bin, owner, dir.path().to_path_buf());
+        s._dir = Some(dir);
+        Some(s)
+    }
+
+    fn start_in(bin: &Path, owner: Option<(u32, u32)>, root: PathBuf) -> PgServer {
+        let sock = root.join("sock");
+        if !sock.exists() {
+            std::fs::create_dir(&sock).unwrap();
+            chown(&sock, owner);
+        }
+        let mut s = PgServer {
+            bin: bin.to_path_buf(),
+            owner,
+            _dir: None,
+            root,
+            child: None,
+            port: 0,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts the server (again) on a free port, its own one if it had one.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        for attempt in 0..5 {
+            if self.port == 0 || attempt > 0 {
+                self.port = free_port();
+            }
+            let log = std::fs::File::create(self.root.join("server.log")).unwrap();
+            chown(&self.root.join("server.log"), self.owner);
+            let child = as_server_user(&mut Command::new(self.bin.join("postgres")), self.owner)
+                .arg("-D")
+                .arg(self.root.join("data"))
+                .arg("-k")
+                .arg(self.root.join("sock"))
+                .args(["-p", &self.port.to_string(), "-h", "127.0.0.1"])
+                // A test server: durability is not under test, speed is welcome.
+                .args(["-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=50"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start postgres");
+            self.child = Some(child);
+            if self.wait_ready() {
+                return;
+            }
+            let text = std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default();
+            self.stop();
+            assert!(
+                text.contains("could not bind") || text.contains("could not create"),
+                "postgres did not start:\n{text}"
+            );
+        }
+        panic!("postgres did not start on 5 free ports");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pidfile = self.root.join("data/postmaster.pid");
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            // The pid file's last line says "ready" once connections are accepted.
+            if std::fs::read_to_string(&pidfile).is_ok_and(|t| t.lines().any(|l| l.trim() == "ready")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Fast shutdown (SIGINT to the postmaster, by PID), waited for.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// `postgres://devcert:PASSWORD@127.0.0.1:PORT/DB`.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The URL of the test database.
+    pub fn url(&self) -> String {
+        self.url_of(PG_DB)
+    }
+
+    /// The URL without a password (for PGPASSWORD / .pgpass tests), and
+    /// what devcert names the registry in messages.
+    pub fn url_without_password(&self) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{PG_DB}", self.port)
+    }
+
+    /// psql over the Unix socket (trusted), stopping at the first error;
+    /// returns its unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(self.root.join("sock"))
+            .args(["-p", &self.port.to_string(), "-U", PG_USER, "-d", db, "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now (the server retries on a clash).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
