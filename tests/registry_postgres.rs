@@ -13,3 +13,4 @@ fn harness_starts_and_stops_a_server() {
     pg.restart();
     assert_eq!(pg.psql(PG_DB, "SELECT current_user").trim(), PG_USER);
 }
+
