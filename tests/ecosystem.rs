@@ -251,7 +251,7 @@ fn quiet_drops_warnings_and_summaries_but_not_errors() {
     ];
     t.devcert(&[&crl[..], &["-o", "loud.crl"]].concat())
         .ok()
-        .stderr_has("crl: CRL number");
+        .stderr_has("CRL number 1");
     let out = t
         .devcert(&[&["-q"], &crl[..], &["-o", "quiet.crl"]].concat())
         .ok();
