@@ -270,22 +270,20 @@ impl PgServer {
         format!("postgres://{PG_USER}@127.0.0.1:{}/{PG_DB}", self.port)
     }
 
-    /// psql over the Unix socket (trusted), stopping at the first error;
-    /// returns its unaligned output.
-    pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg("-h")
+    /// psql over the Unix socket (trusted), stopping at the first error.
+    pub fn psql_cmd(&self, db: &str, sql: &str) -> super::Out {
+        super::Cmd::new(&self.root, self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.root.join("sock"))
             .args(["-p", &self.port.to_string(), "-U", PG_USER, "-d", db, "-c", sql])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql failed on {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .run()
+    }
+
+    /// [`PgServer::psql_cmd`] that must succeed; its unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_cmd(db, sql);
+        assert!(out.code == Some(0), "psql failed on {sql}: {}", out.describe());
+        out.stdout_str()
     }
 
     pub fn socket_dir(&self) -> PathBuf {

@@ -107,8 +107,15 @@ const MIGRATION_LOCK: i64 = 0x6465_7663_6572_7431;
 
 /// The schema version, `None` when the database has no devcert schema.
 pub fn version(client: &mut impl GenericClient) -> StoreResult<Option<i64>> {
+    // A query of the catalog, not to_regclass(): the catalog cache of a
+    // session that waited on the migration lock may not show the table
+    // another session has just created.
     let has_table: bool = client
-        .query_one("SELECT to_regclass('devcert_schema') IS NOT NULL", &[])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables
+                 WHERE schemaname = current_schema() AND tablename = 'devcert_schema')",
+            &[],
+        )
         .map_err(pg_error)?
         .get(0);
     if !has_table {
