@@ -250,9 +250,18 @@ impl Registry {
                     first_connected_at,
                     last_connected_at,
                 } => {
-                    let ca_id = *ca_ids.get(&ca_serial).ok_or_else(|| {
-                        bad(format!("device {serial}: its CA {ca_serial} is not in the file before it"))
-                    })?;
+                    let ca_id = match ca_ids.get(&ca_serial) {
+                        Some(&id) => id,
+                        None => tx
+                            .ca_by_serial(&ca_serial)
+                            .map_err(fail)?
+                            .map(|(id, _)| id)
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "device {serial}: its CA {ca_serial} is neither in the file before it nor registered"
+                                ))
+                            })?,
+                    };
                     let row = DeviceRow {
                         ca_id,
                         cn: crate::name::common_name_of_rfc4514(&subject),
@@ -286,9 +295,18 @@ impl Registry {
                     reason,
                     revoked_at,
                 } => {
-                    let ca_id = *ca_ids.get(&ca_serial).ok_or_else(|| {
-                        bad(format!("revocation {serial}: its CA {ca_serial} is not in the file before it"))
-                    })?;
+                    let ca_id = match ca_ids.get(&ca_serial) {
+                        Some(&id) => id,
+                        None => tx
+                            .ca_by_serial(&ca_serial)
+                            .map_err(fail)?
+                            .map(|(id, _)| id)
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "revocation {serial}: its CA {ca_serial} is neither in the file before it nor registered"
+                                ))
+                            })?,
+                    };
                     reason
                         .parse::<super::RevokeReason>()
                         .map_err(|e| bad(format!("revocation {serial}: {e}")))?;

@@ -91,16 +91,36 @@ fn connect(s: &Settings, busy: Duration) -> StoreResult<Client> {
     if s.read_write {
         c.target_session_attrs(postgres::config::TargetSessionAttrs::ReadWrite);
     }
-    c.connect(tls::connector(s)?).map_err(|e| {
-        let hosts: Vec<String> = s
-            .hosts
-            .iter()
-            .map(|h| format!("{}:{}", h.name, h.port))
-            .collect();
+    let hosts: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|h| format!("{}:{}", h.name, h.port))
+        .collect();
+    let hosts = hosts.join(", ");
+    // The client's connect_timeout covers opening the socket only: a
+    // server that accepts and then never answers would hold the command
+    // (or the broker) for ever. The whole handshake runs in a thread that
+    // is given up on after the timeout (it ends when the process does).
+    let tls = tls::connector(s)?;
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sent.send(c.connect(tls));
+    });
+    let limit = s.connect_timeout;
+    let client = answer
+        .recv_timeout(limit + Duration::from_millis(500))
+        .map_err(|_| {
+            StoreError::new(format!(
+                "cannot connect to {hosts}: timed out, no answer within {} s",
+                limit.as_secs()
+            ))
+            .hint("is it a PostgreSQL server? (connect_timeout=N in the URL sets the wait)")
+        })?;
+    client.map_err(|e| {
         let err = pg_error(e);
         if err.hint.is_none() && !err.why.contains("password") {
             StoreError {
-                why: format!("cannot connect to {}: {}", hosts.join(", "), err.why),
+                why: format!("cannot connect to {hosts}: {}", err.why),
                 hint: Some("is the server running and accepting TCP connections there?".into()),
             }
         } else {
