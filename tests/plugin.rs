@@ -8,6 +8,7 @@
 //! set; in CI a missing broker fails the test.
 mod common;
 use common::broker::*;
+use common::pg::{Backend, PgServer};
 use common::*;
 
 use std::path::Path;
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 /// config of a broker with the plugin (plus a plain listener, `plain`).
 struct Setup {
     t: TestDir,
+    /// The registry: `reg.db` in `t`, or a PostgreSQL URL.
+    db: String,
+    pg: Option<PgServer>,
     exe: std::path::PathBuf,
     plain: u16,
     /// The broker runs as `mosquitto` (started as root): files are its own.
@@ -27,7 +31,17 @@ struct Setup {
 
 impl Setup {
     fn new() -> Option<Setup> {
+        Setup::on(Backend::Sqlite)
+    }
+
+    /// A setup whose registry is a SQLite file or a PostgreSQL database.
+    fn on(backend: Backend) -> Option<Setup> {
         let exe = find_mosquitto()?;
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgServer::start()?),
+        };
+        let db = pg.as_ref().map_or("reg.db".into(), PgServer::url);
         let t = TestDir::new();
         ca_and_server(&t);
         t.devcert(&[
@@ -44,7 +58,7 @@ impl Setup {
             "cafile.pem",
             [t.read("CA.crt"), t.read("Other.crt")].concat(),
         );
-        t.devcert(&["registry", "--db", "reg.db", "ca", "add", "CA.crt"])
+        t.devcert(&["registry", "--db", &db, "ca", "add", "CA.crt"])
             .ok();
         let as_mosquitto = is_root()
             && Command::new("id")
@@ -54,6 +68,8 @@ impl Setup {
                 .is_ok_and(|s| s.success());
         Some(Setup {
             t,
+            db,
+            pg,
             exe,
             plain: free_port(),
             as_mosquitto,
@@ -101,6 +117,10 @@ impl Setup {
             ""
         };
         let plain = self.plain;
+        let registry = match &self.pg {
+            Some(pg) => pg.url(),
+            None => format!("{root}/reg.db"),
+        };
         Broker::start(&self.t, &self.exe, |port| {
             format!(
                 "per_listener_settings false\n\
@@ -113,14 +133,14 @@ impl Setup {
                  listener {plain} 127.0.0.1\n\
                  allow_anonymous true\n\
                  plugin {lib}\n\
-                 plugin_opt_registry {root}/reg.db\n\
+                 plugin_opt_registry {registry}\n\
                  {user}{extra}"
             )
         })
     }
 
     fn reg(&self, args: &[&str]) -> Out {
-        let mut a = vec!["registry", "--db", "reg.db"];
+        let mut a = vec!["registry", "--db", self.db.as_str()];
         a.extend_from_slice(args);
         self.t.devcert(&a)
     }
@@ -158,6 +178,15 @@ impl Setup {
     }
 }
 
+// The connect rules on both registry databases: with PostgreSQL, the
+// deactivations come from the CLI as from another host, and the broker
+// follows without reload.
+both_backends!(
+    connect_registers_deactivate_refuses_activate_and_delete_admit_again,
+    connected_subscriber_is_disconnected_within_two_seconds,
+    device_of_a_ca_in_cafile_but_not_registered_is_refused,
+);
+
 /// The plugin's decision lines for client id `id`.
 fn decisions(b: &Broker, id: &str) -> Vec<String> {
     let needle = format!("client_id=\"{id}\"");
@@ -174,9 +203,8 @@ fn last_decision(b: &Broker, id: &str) -> String {
         .unwrap_or_else(|| panic!("no decision logged for {id}:\n{}", b.log_text()))
 }
 
-#[test]
-fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
-    let Some(s) = Setup::new() else { return };
+fn connect_registers_deactivate_refuses_activate_and_delete_admit_again(b: Backend) {
+    let Some(s) = Setup::on(b) else { return };
     s.device("dev-a", "CA");
     s.device("dev-b", "CA");
     let (a, b_serial) = (s.serial("dev-a"), s.serial("dev-b"));
@@ -239,9 +267,8 @@ fn connect_registers_deactivate_refuses_activate_and_delete_admit_again() {
     );
 }
 
-#[test]
-fn connected_subscriber_is_disconnected_within_two_seconds() {
-    let Some(s) = Setup::new() else { return };
+fn connected_subscriber_is_disconnected_within_two_seconds(b: Backend) {
+    let Some(s) = Setup::on(b) else { return };
     s.device("sub", "CA");
     s.device("pub", "CA");
     let serial = s.serial("sub");
@@ -276,9 +303,8 @@ fn connected_subscriber_is_disconnected_within_two_seconds() {
     assert!(s.connects(&b, "pub", "publisher-2"));
 }
 
-#[test]
-fn device_of_a_ca_in_cafile_but_not_registered_is_refused() {
-    let Some(s) = Setup::new() else { return };
+fn device_of_a_ca_in_cafile_but_not_registered_is_refused(b: Backend) {
+    let Some(s) = Setup::on(b) else { return };
     s.device("stranger", "Other");
     let serial = s.serial("stranger");
     // The broker itself accepts the chain (Other.crt is in its cafile).

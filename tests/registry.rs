@@ -4,19 +4,12 @@
 //!
 //! Every test runs twice, on a SQLite file and on a PostgreSQL database
 //! (a server of its own, tests/common/pg.rs): `sqlite::NAME` and
-//! `postgres::NAME`, from one body ([`both_backends!`]).
+//! `postgres::NAME`, from one body (`both_backends!`).
 mod common;
-use common::pg::PgServer;
+use common::pg::{Backend, PgServer};
 use common::*;
 
 use serde_json::Value;
-
-/// Which database a test's registry lives in.
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A test folder and its registry: `reg.db` in it, or a PostgreSQL
 /// database on a server started for the test (stopped when dropped).
@@ -98,19 +91,6 @@ impl RegDir {
             _ => Err(out.text()),
         }
     }
-}
-
-/// `mod sqlite` and `mod postgres`, each with a `#[test]` per name calling
-/// `NAME(Backend)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
 }
 
 both_backends!(

@@ -17,6 +17,28 @@ pub const PG_PASSWORD: &str = "Pw-q7Zx3-never-echoed";
 /// A database created in the template, so every server has it.
 pub const PG_DB: &str = "registry";
 
+/// Which database a test's registry lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `mod sqlite` and `mod postgres`, each with a `#[test]` per name calling
+/// `NAME(Backend)` (the caller imports `Backend`): one test body, run on
+/// both registry databases.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
 /// The PostgreSQL programs (initdb, postgres, psql), or `None` outside CI
 /// when PostgreSQL is not installed (the test prints SKIPPED).
 pub fn pg_bin() -> Option<PathBuf> {
