@@ -47,8 +47,10 @@ def timed(fn):
 
 
 def fs_type(path):
-    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    """The type of the filesystem holding `path` (ext4, xfs, tmpfs, ...)."""
+    out = subprocess.run(["df", "--output=fstype", path], capture_output=True, text=True)
+    lines = out.stdout.split()
+    return lines[-1] if len(lines) > 1 else "unknown"
 
 
 def openssl_device(d, algo):
