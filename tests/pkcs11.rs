@@ -635,5 +635,16 @@ fn token_errors_are_clear_and_write_nothing() {
         "c.crt",
     ])
     .usage_error();
+    // A certificate that cannot be written takes its new key away again.
+    tok.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=C",
+        "--key-out",
+        &tok.uri("c"),
+        "-o",
+        "no/such/dir/c.crt",
+    ])
+    .fails_naming(&["c.crt"]);
     assert_eq!(before, tok.objects(), "the token changed");
 }
