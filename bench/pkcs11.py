@@ -12,6 +12,9 @@ ratios of one run, not absolute numbers across runs (machines are shared).
 """
 import argparse, os, shutil, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import fs_type  # noqa: E402  (one filesystem probe for every bench)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVCERT = os.path.join(ROOT, "target", "release", "devcert")
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -20,10 +23,6 @@ PIN = "1234"
 
 def run(cmd, cwd, env):
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
-
-
-def fs_type(path):
-    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
 
 
 def bench_dir(parent, n, cpus, env, label):
