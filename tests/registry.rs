@@ -1746,6 +1746,41 @@ fn serials_are_unique_across_cas_and_devices(b: Backend) {
         refused.contains("UNIQUE") || refused.contains("duplicate key"),
         "{refused}"
     );
+
+    // A registry written before the rule (the trigger dropped to mimic it)
+    // holding a held device with the CA's serial: the CRL leaves it out
+    // with a warning instead of revoking the CA itself.
+    let legacy = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("DROP TRIGGER devices_serial_claim")
+c.execute("INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint, deactivated_at) VALUES (?, 1, 'CN=x', 'inactive', 0, 0, 0, x'00', 0)", (sys.argv[2],))
+c.commit()
+"#;
+    Cmd::new(t.root(), "python3")
+        .args(["-c", legacy, "reg.db", &ca_serial])
+        .run()
+        .ok();
+    reg(&t, &["device", "deactivate", &dev]).ok();
+    issue_dev(&t, "CA", "dev2", true);
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok()
+    .warns_about(&[&ca_serial, "left out of the CRL"]);
+    assert_eq!(
+        openssl_reasons(&t, "ca.crl"),
+        vec![format!("{dev}: Certificate Hold")]
+    );
+    for cert in ["dev2/client.crt", "d.crt"] {
+        t.assert_openssl_verify(
+            &["-crl_check_all", "-CAfile", "CA.crt", "-CRLfile", "ca.crl"],
+            cert,
+        );
+    }
 }
 
 /// The PEM blocks of a CRL file, each written to `{prefix}-N.crl`.

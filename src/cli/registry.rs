@@ -614,9 +614,9 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     if a.out.out != "-" {
         for (crl, ca) in &crls {
             note!(
-                "crl: {}: CRL number {} with {} held and {} revoked device(s), valid {} days, written to {}",
-                ca.cert.label,
+                "crl: CRL number {} of {} with {} held and {} revoked device(s), valid {} days, written to {}",
                 crl.number,
+                ca.cert.label,
                 crl.held(),
                 crl.revoked(),
                 a.days,

@@ -1,5 +1,7 @@
-//! Device certificates: registering (one, or a batch in chunks), finding,
-//! activating, deactivating and deleting them.
+//! Device certificates: registering (one, or a batch in chunks), finding
+//! (by serial, common name or certificate), activating, deactivating,
+//! revoking and deleting them, and what the registry holds under a serial
+//! ([`Standing`]), which the auth rule and the uniqueness errors read.
 
 use super::store::{Lookup, StoreError, StoreResult};
 use super::{
