@@ -1749,7 +1749,11 @@ fn serials_are_unique_across_cas_and_devices(b: Backend) {
 
     // A registry written before the rule (the trigger dropped to mimic it)
     // holding a held device with the CA's serial: the CRL leaves it out
-    // with a warning instead of revoking the CA itself.
+    // with a warning instead of revoking the CA itself. Only SQLite
+    // registries predate the rule.
+    if t.pg.is_some() {
+        return;
+    }
     let legacy = r#"
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
