@@ -354,7 +354,13 @@ fn rename_staged(staged: Staged, force: bool) -> Result<()> {
 /// next to a running batch took 62 ms instead of 3-6). `metadata`: fsync
 /// (folders), else fdatasync.
 pub fn sync_together(files: &[&File], metadata: bool) -> std::io::Result<()> {
-    let sync = |f: &File| if metadata { f.sync_all() } else { f.sync_data() };
+    let sync = |f: &File| {
+        if metadata {
+            f.sync_all()
+        } else {
+            f.sync_data()
+        }
+    };
     match files {
         [] => Ok(()),
         [one] => sync(one),

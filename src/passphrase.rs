@@ -32,7 +32,7 @@ impl PassphraseSource {
     pub fn read(&self, purpose: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         let pass = match self {
             PassphraseSource::File(path) => {
-                let raw = read_passphrase_file(path)?;
+                let raw = read_secret_file(path, "cannot read passphrase file")?;
                 Zeroizing::new(strip_one_newline(&raw).to_vec())
             }
             PassphraseSource::Env(var) => {
@@ -101,7 +101,7 @@ pub const MAX_PASSPHRASE_BYTES: u64 = 64 * 1024;
 static PROTECTED_ENV_VARS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Variables that always hold secrets, whatever the command line says.
-const ALWAYS_PROTECTED: &[&str] = &["DEVCERT_PKCS11_PIN"];
+const ALWAYS_PROTECTED: &[&str] = &[crate::pkcs11::PIN_ENV];
 
 /// Marks `var` (given to `--passphrase-env`) as holding a secret.
 pub fn protect_env_var(var: &str) {
@@ -118,9 +118,9 @@ pub fn is_protected_env_var(var: &str) -> bool {
             .map_or(true, |vars| vars.iter().any(|v| v == var))
 }
 
-/// Reads a passphrase file, at most [`MAX_PASSPHRASE_BYTES`].
-fn read_passphrase_file(path: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let what = "cannot read passphrase file";
+/// Reads a passphrase (or PIN) file, at most [`MAX_PASSPHRASE_BYTES`];
+/// `what` heads the error ("cannot read passphrase file").
+pub fn read_secret_file(path: &str, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(what, path, &e))?;
     let mut raw = Zeroizing::new(Vec::new());
     file.take(MAX_PASSPHRASE_BYTES + 1)

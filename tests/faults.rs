@@ -224,7 +224,10 @@ fn a_batch_killed_mid_run_leaves_nothing_a_rerun_accepts_as_complete() {
     }
     for d in device_folders(&t).iter().filter(|d| !complete.contains(d)) {
         for f in FIVE {
-            assert!(t.exists(&format!("{d}/{f}")), "the refused run left {d} without {f}");
+            assert!(
+                t.exists(&format!("{d}/{f}")),
+                "the refused run left {d} without {f}"
+            );
         }
     }
 

@@ -585,6 +585,14 @@ fn token_errors_are_clear_and_write_nothing() {
             sign(&tok.uri("b"), &[]),
             &["does not match the CA certificate", "object=b"],
         ),
+        // PIN files are capped like passphrase files (issue 17 item 7).
+        (
+            sign(
+                "pkcs11:token=devcert-test;object=a?pin-source=file:/dev/zero",
+                &[],
+            ),
+            &["cannot read PIN file", "/dev/zero", "longer than 64 KiB"],
+        ),
         (
             sign("pkcs11:token=devcert-test;objekt=a", &[]),
             &["invalid PKCS#11 URI", "objekt"],

@@ -592,7 +592,10 @@ fn example_plugin_recipe() {
     if as_mosquitto {
         // The test folder itself is root's 0700: let the broker's group in
         // (for its log); certs/ gets what setup.sh gives it.
-        Cmd::new(t.root(), "chgrp").args(["mosquitto", "."]).run().ok();
+        Cmd::new(t.root(), "chgrp")
+            .args(["mosquitto", "."])
+            .run()
+            .ok();
         Cmd::new(t.root(), "chmod").args(["0770", "."]).run().ok();
     }
     let lib = plugin_library().display().to_string();
@@ -606,10 +609,19 @@ fn example_plugin_recipe() {
             .ok();
         let conf = t.read_str("certs/mosquitto-plugin.conf");
         let root = t.root().display().to_string();
-        for path in conf.lines().filter_map(|l| l.split_once(' ').map(|(_, v)| v)) {
-            assert!(!path.starts_with("certs/"), "relative path in the example: {path}");
+        for path in conf
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, v)| v))
+        {
+            assert!(
+                !path.starts_with("certs/"),
+                "relative path in the example: {path}"
+            );
         }
-        assert!(conf.contains(&format!("pid_file {root}/certs/mosquitto.pid")), "{conf}");
+        assert!(
+            conf.contains(&format!("pid_file {root}/certs/mosquitto.pid")),
+            "{conf}"
+        );
         let user = if as_mosquitto { "user mosquitto\n" } else { "" };
         format!("{conf}{user}")
     });
@@ -623,13 +635,21 @@ fn example_plugin_recipe() {
     };
     assert!(publish("certs/device-01"), "{}", b.log_text());
     assert!(publish("certs/device-02"), "{}", b.log_text());
-    assert!(b.log_text().contains("registered as active"), "{}", b.log_text());
-    let reg = |args: &[&str]| t.devcert(&[&["registry", "--db", "certs/devcert.db"][..], args].concat());
+    assert!(
+        b.log_text().contains("registered as active"),
+        "{}",
+        b.log_text()
+    );
+    let reg =
+        |args: &[&str]| t.devcert(&[&["registry", "--db", "certs/devcert.db"][..], args].concat());
     let serial = serial_of(&t, "certs/device-02/client.crt");
     reg(&["device", "show", &serial]).ok();
     reg(&["device", "deactivate", &serial]).ok();
     assert!(!publish("certs/device-02"), "{}", b.log_text());
     reg(&["device", "activate", &serial]).ok();
     assert!(publish("certs/device-02"), "{}", b.log_text());
-    assert_eq!(t.read_str("certs/mosquitto.pid").trim(), b.pid().to_string());
+    assert_eq!(
+        t.read_str("certs/mosquitto.pid").trim(),
+        b.pid().to_string()
+    );
 }

@@ -54,7 +54,10 @@ fn openssl_serial(t: &TestDir, cert: &str) -> String {
 fn at_once(t: &TestDir, n: usize, args: &[&str]) {
     let children: Vec<_> = (0..n)
         .map(|i| {
-            let args: Vec<String> = args.iter().map(|a| a.replace("{i}", &i.to_string())).collect();
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.replace("{i}", &i.to_string()))
+                .collect();
             Command::new(DEVCERT)
                 .current_dir(t.root())
                 .args(&args)
@@ -85,19 +88,40 @@ fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
     at_once(
         &t,
         16,
-        &["issue", "--cn", "dev-{i}", "--ca", "CA.crt", "--ca-key", "CA.key", "--out-dir", "dev-{i}", "--registry", &url],
+        &[
+            "issue",
+            "--cn",
+            "dev-{i}",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--out-dir",
+            "dev-{i}",
+            "--registry",
+            &url,
+        ],
     );
     let mut expected: Vec<String> = (0..16)
         .map(|i| openssl_serial(&t, &format!("dev-{i}/client.crt")))
         .collect();
     expected.sort();
     let all = list(&t, &url);
-    assert_eq!(serials(&all), expected, "every issued device registered once");
-    let cas: Value = serde_json::from_slice(&reg(&t, &url, &["ca", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(
+        serials(&all),
+        expected,
+        "every issued device registered once"
+    );
+    let cas: Value =
+        serde_json::from_slice(&reg(&t, &url, &["ca", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(cas.as_array().unwrap().len(), 1, "the CA registered once");
     assert_eq!(cas[0]["devices"], 16);
     // The database holds exactly what devcert says (psql, not devcert).
-    assert_eq!(pg.psql(PG_DB, "SELECT count(DISTINCT serial) FROM devices").trim(), "16");
+    assert_eq!(
+        pg.psql(PG_DB, "SELECT count(DISTINCT serial) FROM devices")
+            .trim(),
+        "16"
+    );
     // 4 deactivations at once, of devices 0..4.
     let four: Vec<String> = (0..4)
         .map(|i| openssl_serial(&t, &format!("dev-{i}/client.crt")))
@@ -115,17 +139,34 @@ fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let inactive: Value = serde_json::from_slice(
-        &reg(&t, &url, &["device", "list", "--status", "inactive", "--json"]).ok().stdout,
+        &reg(
+            &t,
+            &url,
+            &["device", "list", "--status", "inactive", "--json"],
+        )
+        .ok()
+        .stdout,
     )
     .unwrap();
     let mut want = four.clone();
     want.sort();
     assert_eq!(serials(&inactive), want);
     // The CRL holds exactly those, as OpenSSL reads it.
-    reg(&t, &url, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl"]).ok();
+    reg(
+        &t,
+        &url,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
     let text = t.openssl_ok(&["crl", "-in", "ca.crl", "-noout", "-text"]);
     let mut listed: Vec<String> = text
         .lines()
@@ -145,21 +186,54 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
     ca(&t, "CA");
     ca(&t, "CA2");
     for (i, c) in ["CA", "CA", "CA", "CA2", "CA", "CA"].iter().enumerate() {
-        t.devcert(&["issue", "--cn", &format!("d{i}"), "--ca", &format!("{c}.crt"), "--ca-key", &format!("{c}.key"), "--out-dir", &format!("d{i}"), "--registry", "a.db"]).ok();
+        t.devcert(&[
+            "issue",
+            "--cn",
+            &format!("d{i}"),
+            "--ca",
+            &format!("{c}.crt"),
+            "--ca-key",
+            &format!("{c}.key"),
+            "--out-dir",
+            &format!("d{i}"),
+            "--registry",
+            "a.db",
+        ])
+        .ok();
     }
-    let s: Vec<String> = (0..6).map(|i| openssl_serial(&t, &format!("d{i}/client.crt"))).collect();
+    let s: Vec<String> = (0..6)
+        .map(|i| openssl_serial(&t, &format!("d{i}/client.crt")))
+        .collect();
     reg(&t, "a.db", &["device", "deactivate", &s[1]]).ok();
-    reg(&t, "a.db", &["device", "revoke", &s[2], "--reason", "superseded"]).ok();
+    reg(
+        &t,
+        "a.db",
+        &["device", "revoke", &s[2], "--reason", "superseded"],
+    )
+    .ok();
     reg(&t, "a.db", &["device", "revoke", &s[4]]).ok();
     reg(&t, "a.db", &["device", "delete", &s[4]]).ok();
-    reg(&t, "a.db", &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "a.crl"]).ok();
+    reg(
+        &t,
+        "a.db",
+        &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "a.crl"],
+    )
+    .ok();
     reg(&t, "a.db", &["export", "-o", "a.jsonl"]).ok();
     t.assert_mode("a.jsonl", 0o644);
     let url = pg.url();
     let out = reg(&t, &url, &["import", "a.jsonl"]).ok();
-    assert!(out.stderr.contains("imported 2 CA(s) and 5 device(s)"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("imported 2 CA(s) and 5 device(s)"),
+        "{}",
+        out.describe()
+    );
     let pg_export = reg(&t, &url, &["export"]).ok().stdout_str();
-    assert_eq!(pg_export, t.read_str("a.jsonl"), "PostgreSQL holds what SQLite held");
+    assert_eq!(
+        pg_export,
+        t.read_str("a.jsonl"),
+        "PostgreSQL holds what SQLite held"
+    );
     t.write("b.jsonl", &pg_export);
     reg(&t, "c.db", &["import", "b.jsonl"]).ok();
     assert_eq!(reg(&t, "c.db", &["export"]).ok().stdout_str(), pg_export);
@@ -170,7 +244,12 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
     // The revocation of the deleted device moved too: the next CRL of each
     // copy lists the same serials with the same reasons, and numbers go on.
     for (db, crl) in [(url.as_str(), "p.crl"), ("c.db", "c.crl")] {
-        reg(&t, db, &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", crl]).ok();
+        reg(
+            &t,
+            db,
+            &["crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", crl],
+        )
+        .ok();
         let text = |f: &str| {
             let t = t.openssl_ok(&["crl", "-in", f, "-noout", "-text"]);
             let entries: Vec<String> = t
@@ -180,7 +259,14 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
                 .filter(|l| !l.contains("Revocation Date"))
                 .map(str::to_string)
                 .collect();
-            let number = t.lines().skip_while(|l| !l.contains("CRL Number")).nth(1).unwrap_or("").trim().parse::<u64>().unwrap();
+            let number = t
+                .lines()
+                .skip_while(|l| !l.contains("CRL Number"))
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
             (entries, number)
         };
         let (want, n0) = text("a.crl");
@@ -191,22 +277,47 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
     // Importing again: refused without --merge; with it, everything skipped.
     reg(&t, &url, &["import", "a.jsonl"]).fails_naming(&["not empty"]);
     let out = reg(&t, &url, &["import", "--merge", "a.jsonl"]).ok();
-    assert!(out.stderr.contains("imported 0 CA(s) and 0 device(s)"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("imported 0 CA(s) and 0 device(s)"),
+        "{}",
+        out.describe()
+    );
     // A serial present with different data: refused, nothing half-imported.
     let before = reg(&t, &url, &["export"]).ok().stdout_str();
     let mut lines: Vec<String> = before.lines().map(str::to_string).collect();
     let changed = lines.iter().position(|l| l.contains(&s[0])).unwrap();
     lines[changed] = lines[changed].replace("\"status\":\"active\"", "\"status\":\"inactive\"");
     ca(&t, "CA3");
-    t.devcert(&["issue", "--cn", "new", "--ca", "CA3.crt", "--ca-key", "CA3.key", "--out-dir", "new", "--registry", "n.db"]).ok();
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "new",
+        "--ca",
+        "CA3.crt",
+        "--ca-key",
+        "CA3.key",
+        "--out-dir",
+        "new",
+        "--registry",
+        "n.db",
+    ])
+    .ok();
     let extra = reg(&t, "n.db", &["export"]).ok().stdout_str();
     // A new CA and device first, then the conflicting line.
     let mut merged: Vec<String> = vec![lines[0].clone()];
     merged.extend(extra.lines().skip(1).map(str::to_string));
     merged.push(lines[changed].clone());
     t.write("bad.jsonl", merged.join("\n") + "\n");
-    reg(&t, &url, &["import", "--merge", "bad.jsonl"]).fails_naming(&["bad.jsonl:", &s[0], "other data"]);
-    assert_eq!(reg(&t, &url, &["export"]).ok().stdout_str(), before, "nothing of the refused import kept");
+    reg(&t, &url, &["import", "--merge", "bad.jsonl"]).fails_naming(&[
+        "bad.jsonl:",
+        &s[0],
+        "other data",
+    ]);
+    assert_eq!(
+        reg(&t, &url, &["export"]).ok().stdout_str(),
+        before,
+        "nothing of the refused import kept"
+    );
     // Not an export at all.
     t.write("junk.jsonl", "hello\n");
     reg(&t, &url, &["import", "--merge", "junk.jsonl"]).fails_naming(&["junk.jsonl:1"]);
@@ -214,14 +325,30 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
 
 #[test]
 fn server_stopped_mid_batch_then_restarted() {
-    let Some(mut pg) = PgServer::start() else { return };
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
     let t = TestDir::new();
     ca(&t, "CA");
     let url = pg.url();
     let batch = |n: &str| {
         Command::new(DEVCERT)
             .current_dir(t.root())
-            .args(["batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", n, "--cn-prefix", "b", "--registry", &url, "--out-dir", "fleet"])
+            .args([
+                "batch",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "--count",
+                n,
+                "--cn-prefix",
+                "b",
+                "--registry",
+                &url,
+                "--out-dir",
+                "fleet",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -242,9 +369,15 @@ fn server_stopped_mid_batch_then_restarted() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(error.contains(&pg.url_without_password()), "{error}");
-    assert!(!stderr.contains(PG_PASSWORD), "the password was echoed: {stderr}");
+    assert!(
+        !stderr.contains(PG_PASSWORD),
+        "the password was echoed: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     // A command while the server is down: a clear error, at once.
     let started = Instant::now();
@@ -255,10 +388,28 @@ fn server_stopped_mid_batch_then_restarted() {
     let url = pg.url();
     let rerun = Command::new(DEVCERT)
         .current_dir(t.root())
-        .args(["batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", "2000", "--cn-prefix", "b", "--registry", &url, "--out-dir", "fleet"])
+        .args([
+            "batch",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+            "--count",
+            "2000",
+            "--cn-prefix",
+            "b",
+            "--registry",
+            &url,
+            "--out-dir",
+            "fleet",
+        ])
         .output()
         .unwrap();
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
     let manifest: Value = serde_json::from_slice(&t.read("fleet/manifest.json")).unwrap();
     let mut on_disk: Vec<String> = manifest
         .as_array()
@@ -267,7 +418,11 @@ fn server_stopped_mid_batch_then_restarted() {
         .map(|d| d["serial"].as_str().unwrap().to_string())
         .collect();
     on_disk.sort();
-    assert_eq!(serials(&list(&t, &url)), on_disk, "every device on disk is registered, no other");
+    assert_eq!(
+        serials(&list(&t, &url)),
+        on_disk,
+        "every device on disk is registered, no other"
+    );
 }
 
 #[test]
@@ -277,11 +432,19 @@ fn credentials_and_bad_urls_get_clear_errors_never_the_password() {
     ca(&t, "CA");
     let bare = pg.url_without_password();
     // The password from PGPASSWORD, or from a private PGPASSFILE.
-    t.devcert_cmd().env("PGPASSWORD", PG_PASSWORD).args(["registry", "--db", &bare, "ca", "add", "CA.crt"]).run().ok();
-    let pgpass = t.write("pgpass", format!("127.0.0.1:{}:*:{PG_USER}:{PG_PASSWORD}\n", pg.port));
+    t.devcert_cmd()
+        .env("PGPASSWORD", PG_PASSWORD)
+        .args(["registry", "--db", &bare, "ca", "add", "CA.crt"])
+        .run()
+        .ok();
+    let pgpass = t.write(
+        "pgpass",
+        format!("127.0.0.1:{}:*:{PG_USER}:{PG_PASSWORD}\n", pg.port),
+    );
     std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let with_file = |mode: u32| {
-        std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
         t.devcert_cmd()
             .env("PGPASSFILE", pgpass.to_str().unwrap())
             .args(["registry", "--db", &bare, "ca", "list", "--json"])
@@ -290,47 +453,116 @@ fn credentials_and_bad_urls_get_clear_errors_never_the_password() {
     with_file(0o600).ok();
     // A password file others can read is ignored, and the refusal says so.
     let out = with_file(0o644).fails_naming(&[&bare]);
-    assert!(out.stderr.contains("readable by others"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("readable by others"),
+        "{}",
+        out.describe()
+    );
     // A wrong password: refused, never echoed.
-    let wrong = format!("postgres://{PG_USER}:Wrong-Secret-42@127.0.0.1:{}/{PG_DB}", pg.port);
-    let out = reg(&t, &wrong, &["ca", "list"]).fails_naming(&["password authentication failed", &bare]);
-    assert!(!out.stderr.contains("Wrong-Secret-42"), "{}", out.describe());
+    let wrong = format!(
+        "postgres://{PG_USER}:Wrong-Secret-42@127.0.0.1:{}/{PG_DB}",
+        pg.port
+    );
+    let out =
+        reg(&t, &wrong, &["ca", "list"]).fails_naming(&["password authentication failed", &bare]);
+    assert!(
+        !out.stderr.contains("Wrong-Secret-42"),
+        "{}",
+        out.describe()
+    );
     // A malformed URL: named without its password.
-    let out = reg(&t, &format!("postgres://{PG_USER}:Wrong-Secret-42@127.0.0.1:99999/x"), &["ca", "list"])
-        .fails_naming(&["invalid PostgreSQL URL", "port"]);
-    assert!(!out.stderr.contains("Wrong-Secret-42"), "{}", out.describe());
-    reg(&t, &format!("{}?sslmode=sometimes", pg.url()), &["ca", "list"]).fails_naming(&["sslmode"]);
+    let out = reg(
+        &t,
+        &format!("postgres://{PG_USER}:Wrong-Secret-42@127.0.0.1:99999/x"),
+        &["ca", "list"],
+    )
+    .fails_naming(&["invalid PostgreSQL URL", "port"]);
+    assert!(
+        !out.stderr.contains("Wrong-Secret-42"),
+        "{}",
+        out.describe()
+    );
+    reg(
+        &t,
+        &format!("{}?sslmode=sometimes", pg.url()),
+        &["ca", "list"],
+    )
+    .fails_naming(&["sslmode"]);
     // No database of that name: named, with the way to make it.
-    let out = reg(&t, &pg.url_of("nosuch"), &["ca", "list"]).fails_naming(&["nosuch", "does not exist"]);
+    let out =
+        reg(&t, &pg.url_of("nosuch"), &["ca", "list"]).fails_naming(&["nosuch", "does not exist"]);
     assert!(out.stderr.contains("createdb"), "{}", out.describe());
     // Nothing listens there: refused at once.
-    let down = format!("postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{PG_DB}", free_port());
+    let down = format!(
+        "postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{PG_DB}",
+        free_port()
+    );
     reg(&t, &down, &["ca", "list"]).fails_naming(&["cannot connect"]);
     // A server that accepts but never answers: the connect timeout bounds the wait.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let started = Instant::now();
-    let out = reg(&t, &format!("postgres://u:Wrong-Secret-42@127.0.0.1:{port}/db?connect_timeout=2"), &["ca", "list"]).fails();
-    assert!(started.elapsed() < Duration::from_secs(8), "waited {:?}", started.elapsed());
-    assert!(out.error_line().contains("timeout") || out.error_line().contains("timed out"), "{}", out.describe());
+    let out = reg(
+        &t,
+        &format!("postgres://u:Wrong-Secret-42@127.0.0.1:{port}/db?connect_timeout=2"),
+        &["ca", "list"],
+    )
+    .fails();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.error_line().contains("timeout") || out.error_line().contains("timed out"),
+        "{}",
+        out.describe()
+    );
     drop(silent);
     // A database of another application: refused, left as it was.
     pg.psql("postgres", "CREATE DATABASE other");
-    pg.psql("other", "CREATE TABLE devices (name text); INSERT INTO devices VALUES ('mine')");
+    pg.psql(
+        "other",
+        "CREATE TABLE devices (name text); INSERT INTO devices VALUES ('mine')",
+    );
     reg(&t, &pg.url_of("other"), &["ca", "add", "CA.crt"]).fails_naming(&["another application"]);
-    assert_eq!(pg.psql("other", "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'").trim(), "devices");
+    assert_eq!(
+        pg.psql(
+            "other",
+            "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .trim(),
+        "devices"
+    );
     // An empty database is no registry yet: listings are empty (warned), nothing created.
     pg.psql("postgres", "CREATE DATABASE empty");
-    let out = reg(&t, &pg.url_of("empty"), &["device", "list", "--json"]).ok().warns_about(&["does not exist"]);
+    let out = reg(&t, &pg.url_of("empty"), &["device", "list", "--json"])
+        .ok()
+        .warns_about(&["does not exist"]);
     assert_eq!(out.stdout_str().trim(), "[]");
     reg(&t, &pg.url_of("empty"), &["device", "show", "01"]).fails_naming(&["no registry"]);
-    assert_eq!(pg.psql("empty", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").trim(), "0");
+    assert_eq!(
+        pg.psql(
+            "empty",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .trim(),
+        "0"
+    );
     // A schema written by a newer devcert: refused, untouched.
     pg.psql(PG_DB, "UPDATE devcert_schema SET version = 99");
     let out = reg(&t, &pg.url(), &["ca", "list"]).fails_naming(&["newer"]);
     assert!(out.stderr.contains("upgrade devcert"), "{}", out.describe());
-    assert_eq!(pg.psql(PG_DB, "SELECT version FROM devcert_schema").trim(), "99");
+    assert_eq!(
+        pg.psql(PG_DB, "SELECT version FROM devcert_schema").trim(),
+        "99"
+    );
     // --help never shows a URL held in DEVCERT_REGISTRY.
-    let out = t.devcert_cmd().env("DEVCERT_REGISTRY", &pg.url()).args(["registry", "--help"]).run().ok();
+    let out = t
+        .devcert_cmd()
+        .env("DEVCERT_REGISTRY", &pg.url())
+        .args(["registry", "--help"])
+        .run()
+        .ok();
     assert!(!out.stdout_str().contains(PG_PASSWORD));
 }

@@ -693,4 +693,12 @@ fn inspect_never_prints_terminal_controls() {
         assert!(py.contains("ok.example\\u001b[1A\\u001b[2K\\r"), "{py}");
         assert!(py.contains("http://x/\\u007fy"), "{py}");
     }
+    // Error lines quote file names (and CNs): escaped too, still one line.
+    let out = t.devcert(&["inspect", "no\u{1b}[2K\nfile"]).fails();
+    assert!(unsafe_chars(&out.stderr).is_empty(), "{}", out.describe());
+    assert!(
+        out.error_line().contains("no\\x1B[2K\\x0Afile"),
+        "{}",
+        out.describe()
+    );
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use devcert::crypto::SigningKey;
 use devcert::digest::Digest;
 use devcert::error::{Error, Result};
+use devcert::escape;
 use devcert::input::{Input, load_certificate};
 use devcert::keys::PrivateKey;
 use devcert::passphrase::PassphraseSource;
@@ -99,10 +100,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Error, hint and warning lines can quote the input (a CN, a file name):
+/// escaped, so they stay one line each and cannot drive a terminal.
 pub fn report_error(e: &Error) {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", escape::text(&e.to_string()));
     if let Some(h) = &e.hint {
-        eprintln!("hint: {h}");
+        eprintln!("hint: {}", escape::text(h));
     }
 }
 
@@ -115,7 +118,7 @@ pub fn quiet() -> bool {
 
 pub fn warn(warning: impl std::fmt::Display) {
     if !quiet() {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", escape::text(&warning.to_string()));
     }
 }
 

@@ -549,7 +549,7 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
         if io_result.is_ok() {
             io_result = if json {
                 let sep = if count == 0 { "[\n" } else { ",\n" };
-                let obj = serde_json::to_string(&d).unwrap_or_default();
+                let obj = devcert::escape::json(serde_json::to_string(&d).unwrap_or_default());
                 write!(out, "{sep}{obj}")
             } else {
                 writeln!(
@@ -559,7 +559,7 @@ fn list(reg: &Registry, q: &DeviceQuery, json: bool) -> Result<()> {
                     d.status.as_str(),
                     d.not_after,
                     d.ca_serial,
-                    d.subject
+                    devcert::escape::text(&d.subject)
                 )
             };
         }

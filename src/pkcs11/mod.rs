@@ -40,10 +40,10 @@ fn read_pin(uri: &Pkcs11Uri, token: &str, pin_pad: bool) -> Result<Option<Zeroiz
     let pin = match &uri.pin {
         Some(PinSource::Value(v)) => Zeroizing::new(v.to_string()),
         Some(PinSource::File(path)) => {
-            let raw =
-                Zeroizing::new(std::fs::read(path).map_err(|e| {
-                    Error::io("cannot read PIN file", path.display().to_string(), &e)
-                })?);
+            let raw = crate::passphrase::read_secret_file(
+                &path.display().to_string(),
+                "cannot read PIN file",
+            )?;
             let line = crate::passphrase::strip_one_newline(&raw);
             Zeroizing::new(String::from_utf8(line.to_vec()).map_err(|_| {
                 fail("the PIN file is not UTF-8 text".into()).file(path.display().to_string())

@@ -339,7 +339,10 @@ impl Registry {
         let serials: Vec<&str> = presented.keys().copied().collect();
         let mut out = Vec::new();
         for d in self.store.device_rows_of(&serials).map_err(&fail)? {
-            let fp = presented.get(d.serial.as_str()).copied().unwrap_or_default();
+            let fp = presented
+                .get(d.serial.as_str())
+                .copied()
+                .unwrap_or_default();
             let serial = d.serial.clone();
             if let Some(why) = refusal(&serial, &DeviceState::of(d), fp) {
                 out.push((serial, why));

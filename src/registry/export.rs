@@ -82,8 +82,9 @@ impl Registry {
         let fail = |e: StoreError| super::fail("cannot export registry", &label, e);
         let io = |e: std::io::Error| Error::io("cannot write export", out_label, &e);
         let mut put = |line: &Line| -> Result<()> {
-            let text = serde_json::to_string(line)
-                .map_err(|e| Error::new(ErrorKind::Registry, "cannot export registry", e.to_string()))?;
+            let text = serde_json::to_string(line).map_err(|e| {
+                Error::new(ErrorKind::Registry, "cannot export registry", e.to_string())
+            })?;
             writeln!(out, "{text}").map_err(io)
         };
         let mut tx = self.store.snapshot().map_err(fail)?;
@@ -146,15 +147,20 @@ impl Registry {
     /// Loads an export into this registry, all or nothing. Without `merge`
     /// the registry must be empty; with it, what is already there with the
     /// same data is skipped, and a serial there with other data is refused.
-    pub fn import(&mut self, input: &mut dyn BufRead, in_label: &str, merge: bool) -> Result<Counts> {
+    pub fn import(
+        &mut self,
+        input: &mut dyn BufRead,
+        in_label: &str,
+        merge: bool,
+    ) -> Result<Counts> {
         let what = "cannot import registry";
         let label = self.label.clone();
         let fail = |e: StoreError| super::fail(what, &label, e);
         let mut tx = self.store.write().map_err(fail)?;
         if !merge && !tx.is_empty().map_err(fail)? {
-            return Err(Error::refused(what, "the registry is not empty").file(&label).hint(
-                "import into an empty registry, or add --merge to add to this one",
-            ));
+            return Err(Error::refused(what, "the registry is not empty")
+                .file(&label)
+                .hint("import into an empty registry, or add --merge to add to this one"));
         }
         let mut counts = Counts::default();
         let mut ca_ids: HashMap<String, i64> = HashMap::new();
@@ -174,7 +180,8 @@ impl Registry {
             if text.trim().is_empty() {
                 continue;
             }
-            let line: Line = serde_json::from_str(&text).map_err(|e| bad(format!("not a registry export line ({e})")))?;
+            let line: Line = serde_json::from_str(&text)
+                .map_err(|e| bad(format!("not a registry export line ({e})")))?;
             match line {
                 Line::Header { format, version } => {
                     if n != 1 || format != FORMAT {
@@ -273,8 +280,9 @@ impl Registry {
                         deactivated_at: optional_unix(&deactivated_at).map_err(&bad)?,
                         first_connected_at: optional_unix(&first_connected_at).map_err(&bad)?,
                         last_connected_at: optional_unix(&last_connected_at).map_err(&bad)?,
-                        fingerprint: unhex(&fingerprint)
-                            .ok_or_else(|| bad(format!("device {serial}: fingerprint is not SHA-256 hex")))?,
+                        fingerprint: unhex(&fingerprint).ok_or_else(|| {
+                            bad(format!("device {serial}: fingerprint is not SHA-256 hex"))
+                        })?,
                         serial,
                     };
                     if tx.insert_device(&row).map_err(fail)? {
@@ -382,10 +390,19 @@ mod tests {
             last_connected_at: Some("2026-01-03T00:00:00Z".into()),
         };
         let text = serde_json::to_string(&l).unwrap();
-        assert!(text.starts_with(r#"{"type":"device","serial":"0A""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"type":"device","serial":"0A""#),
+            "{text}"
+        );
         assert!(text.contains(r#""status":"inactive""#));
         let back: Line = serde_json::from_str(&text).unwrap();
-        assert!(matches!(back, Line::Device { status: Status::Inactive, .. }));
+        assert!(matches!(
+            back,
+            Line::Device {
+                status: Status::Inactive,
+                ..
+            }
+        ));
         let extra = text.replace(r#""type":"device","#, r#""type":"device","x":1,"#);
         assert!(serde_json::from_str::<Line>(&extra).is_err());
     }
@@ -393,7 +410,10 @@ mod tests {
     #[test]
     fn times_and_hex() {
         assert_eq!(unix("1970-01-01T00:01:40Z"), Ok(100));
-        assert_eq!(rfc3339(unix("2026-12-04T01:02:03Z").unwrap()), "2026-12-04T01:02:03Z");
+        assert_eq!(
+            rfc3339(unix("2026-12-04T01:02:03Z").unwrap()),
+            "2026-12-04T01:02:03Z"
+        );
         assert!(unix("yesterday").is_err());
         let fp: Vec<u8> = (0..32).collect();
         assert_eq!(unhex(&hex(&fp)), Some(fp));

@@ -369,8 +369,12 @@ impl Registry {
     /// a `postgres://` or `postgresql://` URL, else a SQLite file.
     pub fn open(value: &str) -> Result<Registry> {
         Registry::open_store(value, true, store::BUSY_TIMEOUT)?.ok_or_else(|| {
-            Error::new(ErrorKind::Registry, "cannot open registry", "it could not be created")
-                .file(store::label(value))
+            Error::new(
+                ErrorKind::Registry,
+                "cannot open registry",
+                "it could not be created",
+            )
+            .file(store::label(value))
         })
     }
 
@@ -391,7 +395,10 @@ impl Registry {
     fn write_tx(
         &mut self,
         what: &'static str,
-    ) -> Result<(Box<dyn store::Tx + '_>, impl Fn(StoreError) -> Error + use<>)> {
+    ) -> Result<(
+        Box<dyn store::Tx + '_>,
+        impl Fn(StoreError) -> Error + use<>,
+    )> {
         let label = self.label.clone();
         let fail = move |e| fail(what, &label, e);
         let tx = self.store.write().map_err(&fail)?;

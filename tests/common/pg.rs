@@ -46,7 +46,15 @@ pub fn pg_bin() -> Option<PathBuf> {
         std::env::split_paths(&p)
             .find(|d| d.join("initdb").is_file())
             // Often a symlink (/usr/local/bin/initdb): psql and postgres sit beside its target.
-            .and_then(|d| Some(d.join("initdb").canonicalize().ok()?.parent()?.to_path_buf()))
+            .and_then(|d| {
+                Some(
+                    d.join("initdb")
+                        .canonicalize()
+                        .ok()?
+                        .parent()?
+                        .to_path_buf(),
+                )
+            })
             .filter(|d| d.join("postgres").is_file() && d.join("psql").is_file())
     });
     let found = from_path.or_else(|| {
@@ -127,7 +135,13 @@ fn template(bin: &Path, owner: Option<(u32, u32)>) -> &'static Path {
         let out = as_server_user(&mut Command::new(bin.join("initdb")), owner)
             .args(["-D", data.to_str().unwrap(), "-U", PG_USER, "--pwfile"])
             .arg(&pw)
-            .args(["--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-instructions"])
+            .args([
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ])
             .env("LC_ALL", "C")
             .output()
             .expect("run initdb");
@@ -221,7 +235,14 @@ impl PgServer {
                 .arg(self.root.join("sock"))
                 .args(["-p", &self.port.to_string(), "-h", "127.0.0.1"])
                 // A test server: durability is not under test, speed is welcome.
-                .args(["-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=50"])
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "shared_buffers=16MB",
+                    "-c",
+                    "max_connections=50",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -251,7 +272,9 @@ impl PgServer {
                 return false;
             }
             // The pid file's last line says "ready" once connections are accepted.
-            if std::fs::read_to_string(&pidfile).is_ok_and(|t| t.lines().any(|l| l.trim() == "ready")) {
+            if std::fs::read_to_string(&pidfile)
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "ready"))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -261,7 +284,9 @@ impl PgServer {
 
     /// Fast shutdown (SIGINT to the postmaster, by PID), waited for.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let _ = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status();
@@ -278,7 +303,10 @@ impl PgServer {
 
     /// `postgres://devcert:PASSWORD@127.0.0.1:PORT/DB`.
     pub fn url_of(&self, db: &str) -> String {
-        format!("postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}", self.port)
+        format!(
+            "postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
     }
 
     /// The URL of the test database.
@@ -297,14 +325,27 @@ impl PgServer {
         super::Cmd::new(&self.root, self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.root.join("sock"))
-            .args(["-p", &self.port.to_string(), "-U", PG_USER, "-d", db, "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .run()
     }
 
     /// [`PgServer::psql_cmd`] that must succeed; its unaligned output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = self.psql_cmd(db, sql);
-        assert!(out.code == Some(0), "psql failed on {sql}: {}", out.describe());
+        assert!(
+            out.code == Some(0),
+            "psql failed on {sql}: {}",
+            out.describe()
+        );
         out.stdout_str()
     }
 

@@ -11,8 +11,8 @@ use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Statement};
 
@@ -141,9 +141,14 @@ pub(super) fn pg_error(e: postgres::Error) -> StoreError {
         return if *code == SqlState::INVALID_PASSWORD {
             StoreError::new(why).hint("check the password (URL, PGPASSWORD or ~/.pgpass)")
         } else if *code == SqlState::INVALID_CATALOG_NAME {
-            StoreError::new(why).hint("create it first: createdb DBNAME (devcert sets up its tables)")
-        } else if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
-            .contains(code)
+            StoreError::new(why)
+                .hint("create it first: createdb DBNAME (devcert sets up its tables)")
+        } else if [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
         {
             StoreError::new(format!("the server went away: {why}"))
                 .hint("nothing of this command was kept; run it again once the server is back")
@@ -346,7 +351,10 @@ impl Store for PgStore {
             .borrow_mut()
             .query("SELECT id, serial, der FROM cas ORDER BY id", &[])
             .map_err(pg_error)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     fn ca_id_by_fingerprint(&self, fingerprint: &[u8]) -> StoreResult<Option<i64>> {

@@ -236,21 +236,21 @@ impl Settings {
                 .clone()
                 .ok_or("no user name in the URL (and neither PGUSER nor USER is set)")?;
         }
-        s.dbname = if dbname.is_empty() { s.user.clone() } else { dbname };
-        if matches!(s.sslmode, SslMode::Disable | SslMode::Prefer)
-            && s.sslrootcert.is_some()
-        {
+        s.dbname = if dbname.is_empty() {
+            s.user.clone()
+        } else {
+            dbname
+        };
+        if matches!(s.sslmode, SslMode::Disable | SslMode::Prefer) && s.sslrootcert.is_some() {
             // Harmless in libpq; here it would silently verify nothing.
             return Err("sslrootcert needs sslmode=verify-ca or verify-full".into());
         }
-        s.password = password
-            .or_else(|| env.pgpassword.clone())
-            .or_else(|| {
-                let pgpass = env.pgpass.as_deref()?;
-                s.hosts
-                    .iter()
-                    .find_map(|h| pgpass_lookup(pgpass, h, &s.dbname, &s.user))
-            });
+        s.password = password.or_else(|| env.pgpassword.clone()).or_else(|| {
+            let pgpass = env.pgpass.as_deref()?;
+            s.hosts
+                .iter()
+                .find_map(|h| pgpass_lookup(pgpass, h, &s.dbname, &s.user))
+        });
         Ok(s)
     }
 
@@ -374,7 +374,11 @@ fn decode(s: &str, what: &str) -> Result<String, String> {
 /// (`host:port:database:user:password`, `*` matches anything, `\` escapes).
 /// As libpq, a socket connection matches the host name `localhost`.
 fn pgpass_lookup(text: &str, host: &Host, dbname: &str, user: &str) -> Option<String> {
-    let host_name = if host.is_socket() { "localhost" } else { &host.name };
+    let host_name = if host.is_socket() {
+        "localhost"
+    } else {
+        &host.name
+    };
     let port = host.port.to_string();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -421,7 +425,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.user, "dev@ops");
         assert_eq!(s.password.as_deref(), Some("s3cr:t"));
-        assert_eq!(s.hosts, vec![Host { name: "db.example".into(), port: 6543 }]);
+        assert_eq!(
+            s.hosts,
+            vec![Host {
+                name: "db.example".into(),
+                port: 6543
+            }]
+        );
         assert_eq!(s.dbname, "fleet");
         assert_eq!(s.sslmode, SslMode::VerifyFull);
         assert_eq!(s.sslrootcert.as_deref(), Some("/etc/ca.pem"));
@@ -440,13 +450,28 @@ mod tests {
         assert_eq!(s.sslmode, SslMode::Prefer);
         assert_eq!(s.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let s = Settings::parse("postgres://u@/reg?host=/tmp/pg&port=5433", &env()).unwrap();
-        assert_eq!(s.hosts, vec![Host { name: "/tmp/pg".into(), port: 5433 }]);
+        assert_eq!(
+            s.hosts,
+            vec![Host {
+                name: "/tmp/pg".into(),
+                port: 5433
+            }]
+        );
         assert_eq!(s.label(), "postgres://u@/reg?host=/tmp/pg");
-        let s = Settings::parse("postgres://u@h1,h2:5433,[::1]:7/?target_session_attrs=read-write", &env())
-            .unwrap();
+        let s = Settings::parse(
+            "postgres://u@h1,h2:5433,[::1]:7/?target_session_attrs=read-write",
+            &env(),
+        )
+        .unwrap();
         assert_eq!(s.hosts.len(), 3);
         assert_eq!(s.hosts[1].port, 5433);
-        assert_eq!(s.hosts[2], Host { name: "::1".into(), port: 7 });
+        assert_eq!(
+            s.hosts[2],
+            Host {
+                name: "::1".into(),
+                port: 7
+            }
+        );
         assert_eq!(s.dbname, "u", "the database defaults to the user name");
         assert!(s.read_write);
     }
@@ -455,7 +480,8 @@ mod tests {
     fn password_sources_in_libpq_order() {
         let mut e = env();
         e.pgpass = Some(
-            "# comment\nother:*:*:*:nope\nlocalhost:5432:*:u:sock\\:pw\n127.0.0.1:*:reg:u:filepw\n".into(),
+            "# comment\nother:*:*:*:nope\nlocalhost:5432:*:u:sock\\:pw\n127.0.0.1:*:reg:u:filepw\n"
+                .into(),
         );
         let s = Settings::parse("postgres://u@127.0.0.1/reg", &e).unwrap();
         assert_eq!(s.password.as_deref(), Some("filepw"));
@@ -466,7 +492,14 @@ mod tests {
         assert_eq!(s.password.as_deref(), Some("envpw"));
         let s = Settings::parse("postgres://u:urlpw@127.0.0.1/reg", &e).unwrap();
         assert_eq!(s.password.as_deref(), Some("urlpw"));
-        let s = Settings::parse("postgres://x@127.0.0.1/reg", &Env { pgpassword: None, ..e }).unwrap();
+        let s = Settings::parse(
+            "postgres://x@127.0.0.1/reg",
+            &Env {
+                pgpassword: None,
+                ..e
+            },
+        )
+        .unwrap();
         assert_eq!(s.password, None);
     }
 
@@ -490,7 +523,10 @@ mod tests {
 
     #[test]
     fn redaction_and_detection() {
-        assert_eq!(redact("postgres://u:secret@h:5/db?password=x&a=b"), "postgres://u:***@h:5/db?password=***&a=b");
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db?password=x&a=b"),
+            "postgres://u:***@h:5/db?password=***&a=b"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert!(is_url("POSTGRESQL://x"));
         assert!(is_url("postgres://x"));

@@ -59,10 +59,15 @@ fn roots(s: &Settings) -> StoreResult<RootCertStore> {
         .hint("add sslrootcert=/path/to/ca.pem to the URL, or put the roots in ~/.postgresql/root.crt"));
     };
     let text = std::fs::read(&file).map_err(|e| {
-        StoreError::new(format!("cannot read sslrootcert {file}: {}", crate::error::Error::io("", &file, &e).why))
+        StoreError::new(format!(
+            "cannot read sslrootcert {file}: {}",
+            crate::error::Error::io("", &file, &e).why
+        ))
     })?;
     let mut store = RootCertStore::empty();
-    for p in pem::parse_many(&text).map_err(|e| StoreError::new(format!("sslrootcert {file}: {e}")))? {
+    for p in
+        pem::parse_many(&text).map_err(|e| StoreError::new(format!("sslrootcert {file}: {e}")))?
+    {
         if p.tag() == "CERTIFICATE" {
             store
                 .add(CertificateDer::from(p.into_contents()))
