@@ -624,22 +624,16 @@ fn expiry_verdicts_give_the_dates() {
     );
     let early = rfc3339(info.int("not_before") - DAY);
     let late = rfc3339(info.int("not_after") + DAY);
-    let out = t
-        .devcert(&["verify", "--ca", "CA.crt", "--at", &early, "d/client.crt"])
-        .code(3);
-    assert!(
-        out.stdout_str()
-            .contains(&format!("certificate is not yet valid (it starts {nb})")),
-        "{}",
-        out.describe()
-    );
-    let out = t
-        .devcert(&["verify", "--ca", "CA.crt", "--at", &late, "d/client.crt"])
-        .code(3);
-    assert!(
-        out.stdout_str()
-            .contains(&format!("certificate has expired (it ended {na})")),
-        "{}",
-        out.describe()
-    );
+    for (at, said) in [
+        (
+            early,
+            format!("certificate is not yet valid (it starts {nb})"),
+        ),
+        (late, format!("certificate has expired (it ended {na})")),
+    ] {
+        let out = t
+            .devcert(&["verify", "--ca", "CA.crt", "--at", &at, "d/client.crt"])
+            .code(3);
+        assert!(out.stdout_str().contains(&said), "{}", out.describe());
+    }
 }
