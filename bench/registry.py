@@ -3,13 +3,19 @@
 
     python3 bench/registry.py            # 1,000,000 devices (+100,000 of a 2nd CA)
     python3 bench/registry.py --smoke    # 2,000 devices: proves the script works (CI)
+    python3 bench/registry.py --postgres [--smoke]   # the same on PostgreSQL, plus
+                                         # batch --registry URL vs batch without
+
+With --postgres, a throw-away PostgreSQL server is started (initdb in a temp
+folder, as the `postgres` user when run as root, 127.0.0.1 on a free port)
+and stopped afterwards; rows are loaded with COPY.
 
 devcert creates the database (`registry ca add`, so the schema is the real
 one); the device rows are then bulk-inserted with Python's sqlite3 (one
 transaction), which is far quicker than issuing a million certificates.
 Each figure is a whole process (start-up included), median of several runs.
 """
-import argparse, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, glob, os, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,21 +74,163 @@ def fill(db, ca_id, n, held, prefix):
     return serials
 
 
-def ca(work, name):
+def ca(work, name, db="reg.db"):
     run(["ca", "--subject", f"/CN=Bench {name}", "--key-out", f"{name}.key", "-o", f"{name}.crt"], work)
-    run(["registry", "--db", "reg.db", "ca", "add", f"{name}.crt"], work)
+    run(["registry", "--db", db, "ca", "add", f"{name}.crt"], work)
     out = subprocess.run(["openssl", "x509", "-in", f"{name}.crt", "-noout", "-serial"], cwd=work,
                          check=True, capture_output=True, text=True).stdout
     return out.strip().split("=", 1)[1]
+
+
+PG_PASSWORD = "bench-pw"
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """A PostgreSQL server in a temp folder; yields (url, psql command)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bindir = bins[-1] if bins else os.path.dirname(shutil.which("initdb") or sys.exit("PostgreSQL is not installed"))
+    root = tempfile.mkdtemp(prefix="devcert-bench-pg-")
+    as_pg = {}
+    if os.geteuid() == 0:
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        as_pg = {"user": pw.pw_uid, "group": pw.pw_gid}
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    pwfile = os.path.join(root, "pw")
+    with open(pwfile, "w") as f:
+        f.write(PG_PASSWORD)
+    if as_pg:
+        os.chown(pwfile, as_pg["user"], as_pg["group"])
+    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+    subprocess.run([f"{bindir}/initdb", "-D", data, "-U", "devcert", "--pwfile", pwfile, "--auth-host=scram-sha-256",
+                    "--auth-local=trust", "-E", "UTF8", "--no-instructions"], check=True, capture_output=True,
+                   env={**os.environ, "LC_ALL": "C"}, cwd=root, **as_pg)
+    os.mkdir(sock)
+    if as_pg:
+        os.chown(sock, as_pg["user"], as_pg["group"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(os.path.join(root, "log"), "w")
+    # Defaults but for the socket and port: what a fresh install runs with.
+    server = subprocess.Popen([f"{bindir}/postgres", "-D", data, "-k", sock, "-p", str(port), "-h", "127.0.0.1"],
+                              stdout=log, stderr=log, cwd=root, **as_pg)
+    psql = [f"{bindir}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", str(port), "-U", "devcert"]
+    try:
+        for _ in range(200):
+            if subprocess.run(psql + ["-d", "postgres", "-c", "SELECT 1"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run(psql + ["-d", "postgres", "-c", "CREATE DATABASE registry"], check=True)
+        yield f"postgres://devcert:{PG_PASSWORD}@127.0.0.1:{port}/registry", psql + ["-d", "registry"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# COPY's text format: NULL, and a bytea in hex.
+NULL, BYTEA = "\\N", "\\\\x"
+
+
+def fill_pg(psql, ca_id, n, held, prefix):
+    """As fill(), through COPY (row triggers keep counts and serials)."""
+    now = int(time.time())
+    serials = []
+    proc = subprocess.Popen(psql + ["-c", "COPY devices (serial, ca_id, subject, cn, status, not_before, not_after,"
+                                    " registered_at, fingerprint, deactivated_at) FROM STDIN"],
+                            stdin=subprocess.PIPE, text=True)
+    for i in range(n):
+        s = serial()
+        if i % max(1, n // 1000) == 0:
+            serials.append(s)
+        inactive = i < held
+        status, deactivated = ("inactive", str(now)) if inactive else ("active", NULL)
+        proc.stdin.write("\t".join([s, str(ca_id), f"CN={prefix}{i:07d}", f"{prefix}{i:07d}", status, str(now),
+                                    str(now + 365 * 86400), str(now), BYTEA + os.urandom(32).hex(), deactivated]) + "\n")
+    proc.stdin.close()
+    if proc.wait() != 0:
+        sys.exit("COPY failed")
+    subprocess.run(psql + ["-c", "VACUUM ANALYZE"], check=True)
+    return serials
+
+
+def batch_rate(work, count, extra):
+    """Devices per second of `batch --count N` (a fresh --out-dir on disk)."""
+    out = os.path.join(work, f"fleet-{len(os.listdir(work))}")
+    t = time.perf_counter()
+    run(["batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", str(count), "--cn-prefix", "b",
+         "--out-dir", out] + extra, work)
+    return count / (time.perf_counter() - t)
+
+
+def pg_main(args):
+    n = args.devices or (2_000 if args.smoke else 1_000_000)
+    held = min(10_000, n // 10)
+    n2 = n // 10
+    reps = 3 if args.smoke else 15
+    # On the disk, as users run it (PITFALLS.md: tmpfs hides fsync costs).
+    work = tempfile.mkdtemp(prefix="devcert-registry-pg-", dir=os.path.join(ROOT, "target"))
+    try:
+        with postgres_server() as (url, psql):
+            ca1 = ca(work, "CA", url)
+            ca2 = ca(work, "CA2", url)
+            t = time.perf_counter()
+            picks = fill_pg(psql, 1, n, held, "dev-")
+            fill_pg(psql, 2, n2, 0, "other-")
+            fill_s = time.perf_counter() - t
+            size = subprocess.run(psql + ["-At", "-c", "SELECT pg_size_pretty(pg_database_size('registry'))"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            fs = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
+            print(f"\n[registry, PostgreSQL] {n:,} devices of one CA ({held:,} inactive) + {n2:,} of another,"
+                  f" loaded in {fill_s:.1f} s, {size}; work dir on {fs}")
+            x = picks[len(picks) // 2]
+            found = run(["registry", "--db", url, "device", "list", "--serial", x.lower(), "--json"], work,
+                        subprocess.PIPE).stdout
+            assert x.encode() in found, "device list --serial did not find the device"
+            base = timed(["--version"], work, reps)
+            print(f"  process start-up (devcert --version)            : {base:8.2f} ms")
+            queries = [
+                ("device list --serial X", ["device", "list", "--serial", x]),
+                ("device show X", ["device", "show", x]),
+                ("ca list", ["ca", "list"]),
+                ("device list --ca-serial X --limit 100", ["device", "list", "--ca-serial", ca1, "--limit", "100"]),
+                ("device list --status inactive --limit 100", ["device", "list", "--status", "inactive", "--limit", "100"]),
+            ]
+            for label, q in queries:
+                ms = timed(["registry", "--db", url] + q, work, reps)
+                print(f"  {label:<48}: {ms:8.2f} ms")
+            crl = ["registry", "--db", url, "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force"]
+            ms = timed(crl, work, max(3, reps // 3))
+            print(f"  {f'registry crl ({held:,} held devices)':<48}: {ms:8.2f} ms")
+            text = subprocess.run(["openssl", "crl", "-in", "ca.crl", "-noout", "-text"], cwd=work,
+                                  check=True, capture_output=True, text=True).stdout
+            assert text.count("Certificate Hold") == held, "CRL does not hold every inactive device"
+            with open(os.devnull, "wb") as null:
+                ms = timed(["registry", "--db", url, "device", "list", "--ca-serial", ca2, "--json"], work, 3, null)
+                print(f"  {f'device list --json ({n2:,} devices)':<48}: {ms:8.2f} ms")
+            count = 200 if args.smoke else 2_000
+            plain = batch_rate(work, count, [])
+            sqlite_rate = batch_rate(work, count, ["--registry", os.path.join(work, "batch.db")])
+            pg_rate = batch_rate(work, count, ["--registry", url])
+            print(f"  batch --count {count} (EC, on {fs}), devices/s: without registry {plain:,.0f};"
+                  f" --registry FILE.db {sqlite_rate:,.0f} ({sqlite_rate / plain:.2f}x);"
+                  f" --registry URL {pg_rate:,.0f} ({pg_rate / plain:.2f}x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="small registry: prove the script runs")
     ap.add_argument("--devices", type=int, help="device rows of the main CA")
+    ap.add_argument("--postgres", action="store_true", help="a PostgreSQL registry (a server started here)")
     args = ap.parse_args()
     if not os.path.exists(DEVCERT):
         sys.exit(f"build first: cargo build --release (looked for {DEVCERT})")
+    if args.postgres:
+        return pg_main(args)
     n = args.devices or (2_000 if args.smoke else 1_000_000)
     held = min(10_000, n // 10)
     n2 = n // 10
