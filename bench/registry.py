@@ -165,6 +165,36 @@ def batch_rate(work, count, extra):
     return count / (time.perf_counter() - t)
 
 
+def query_figures(db, work, picks, ca1, ca2, held, n2, reps):
+    """The per-query figures, whole processes, on registry `db`."""
+    x = picks[len(picks) // 2]
+    # Sanity: the queries find what they should.
+    found = run(["registry", "--db", db, "device", "list", "--serial", x.lower(), "--json"], work,
+                subprocess.PIPE).stdout
+    assert x.encode() in found, "device list --serial did not find the device"
+    base = timed(["--version"], work, reps)
+    print(f"  process start-up (devcert --version)            : {base:8.2f} ms")
+    queries = [
+        ("device list --serial X", ["device", "list", "--serial", x]),
+        ("device show X", ["device", "show", x]),
+        ("ca list", ["ca", "list"]),
+        ("device list --ca-serial X --limit 100", ["device", "list", "--ca-serial", ca1, "--limit", "100"]),
+        ("device list --status inactive --limit 100", ["device", "list", "--status", "inactive", "--limit", "100"]),
+    ]
+    for label, q in queries:
+        ms = timed(["registry", "--db", db] + q, work, reps)
+        print(f"  {label:<48}: {ms:8.2f} ms")
+    crl = ["registry", "--db", db, "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force"]
+    ms = timed(crl, work, max(3, reps // 3))
+    print(f"  {f'registry crl ({held:,} held devices)':<48}: {ms:8.2f} ms")
+    text = subprocess.run(["openssl", "crl", "-in", "ca.crl", "-noout", "-text"], cwd=work,
+                          check=True, capture_output=True, text=True).stdout
+    assert text.count("Certificate Hold") == held, "CRL does not hold every inactive device"
+    with open(os.devnull, "wb") as null:
+        ms = timed(["registry", "--db", db, "device", "list", "--ca-serial", ca2, "--json"], work, 3, null)
+        print(f"  {f'device list --json ({n2:,} devices)':<48}: {ms:8.2f} ms")
+
+
 def pg_main(args):
     n = args.devices or (2_000 if args.smoke else 1_000_000)
     held = min(10_000, n // 10)
@@ -185,31 +215,7 @@ def pg_main(args):
             fs = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
             print(f"\n[registry, PostgreSQL] {n:,} devices of one CA ({held:,} inactive) + {n2:,} of another,"
                   f" loaded in {fill_s:.1f} s, {size}; work dir on {fs}")
-            x = picks[len(picks) // 2]
-            found = run(["registry", "--db", url, "device", "list", "--serial", x.lower(), "--json"], work,
-                        subprocess.PIPE).stdout
-            assert x.encode() in found, "device list --serial did not find the device"
-            base = timed(["--version"], work, reps)
-            print(f"  process start-up (devcert --version)            : {base:8.2f} ms")
-            queries = [
-                ("device list --serial X", ["device", "list", "--serial", x]),
-                ("device show X", ["device", "show", x]),
-                ("ca list", ["ca", "list"]),
-                ("device list --ca-serial X --limit 100", ["device", "list", "--ca-serial", ca1, "--limit", "100"]),
-                ("device list --status inactive --limit 100", ["device", "list", "--status", "inactive", "--limit", "100"]),
-            ]
-            for label, q in queries:
-                ms = timed(["registry", "--db", url] + q, work, reps)
-                print(f"  {label:<48}: {ms:8.2f} ms")
-            crl = ["registry", "--db", url, "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force"]
-            ms = timed(crl, work, max(3, reps // 3))
-            print(f"  {f'registry crl ({held:,} held devices)':<48}: {ms:8.2f} ms")
-            text = subprocess.run(["openssl", "crl", "-in", "ca.crl", "-noout", "-text"], cwd=work,
-                                  check=True, capture_output=True, text=True).stdout
-            assert text.count("Certificate Hold") == held, "CRL does not hold every inactive device"
-            with open(os.devnull, "wb") as null:
-                ms = timed(["registry", "--db", url, "device", "list", "--ca-serial", ca2, "--json"], work, 3, null)
-                print(f"  {f'device list --json ({n2:,} devices)':<48}: {ms:8.2f} ms")
+            query_figures(url, work, picks, ca1, ca2, held, n2, reps)
             count = 200 if args.smoke else 2_000
             plain = batch_rate(work, count, [])
             sqlite_rate = batch_rate(work, count, ["--registry", os.path.join(work, "batch.db")])
@@ -247,32 +253,8 @@ def main():
         size = os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0)
         print(f"\n[registry] {n:,} devices of one CA ({held:,} inactive) + {n2:,} of another,"
               f" filled in {fill_s:.1f} s, {size / 2**20:.0f} MiB, work dir {work}")
-        x = picks[len(picks) // 2]
-        # Sanity: the queries find what they should.
-        found = run(["registry", "--db", "reg.db", "device", "list", "--serial", x.lower(), "--json"], work,
-                    subprocess.PIPE).stdout
-        assert x.encode() in found, "device list --serial did not find the device"
-        base = timed(["--version"], work, reps)
-        print(f"  process start-up (devcert --version)            : {base:8.2f} ms")
-        queries = [
-            ("device list --serial X", ["device", "list", "--serial", x]),
-            ("device show X", ["device", "show", x]),
-            ("ca list", ["ca", "list"]),
-            ("device list --ca-serial X --limit 100", ["device", "list", "--ca-serial", ca1, "--limit", "100"]),
-            ("device list --status inactive --limit 100", ["device", "list", "--status", "inactive", "--limit", "100"]),
-        ]
-        for label, q in queries:
-            ms = timed(["registry", "--db", "reg.db"] + q, work, reps)
-            print(f"  {label:<48}: {ms:8.2f} ms")
-        crl = ["registry", "--db", "reg.db", "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl", "--force"]
-        ms = timed(crl, work, max(3, reps // 3))
-        print(f"  {f'registry crl ({held:,} held devices)':<48}: {ms:8.2f} ms")
-        text = subprocess.run(["openssl", "crl", "-in", "ca.crl", "-noout", "-text"], cwd=work,
-                              check=True, capture_output=True, text=True).stdout
-        assert text.count("Certificate Hold") == held, "CRL does not hold every inactive device"
+        query_figures("reg.db", work, picks, ca1, ca2, held, n2, reps)
         with open(os.devnull, "wb") as null:
-            ms = timed(["registry", "--db", "reg.db", "device", "list", "--ca-serial", ca2, "--json"], work, 3, null)
-            print(f"  {f'device list --json ({n2:,} devices)':<48}: {ms:8.2f} ms")
             ms = timed(["registry", "--db", "reg.db", "device", "list", "--json"], work, 1 if not args.smoke else 3, null)
             print(f"  {f'device list --json (all {n + n2:,} devices)':<48}: {ms:8.2f} ms")
     finally:

@@ -257,18 +257,9 @@ impl Registry {
                     first_connected_at,
                     last_connected_at,
                 } => {
-                    let ca_id = match ca_ids.get(&ca_serial) {
-                        Some(&id) => id,
-                        None => tx
-                            .ca_by_serial(&ca_serial)
-                            .map_err(fail)?
-                            .map(|(id, _)| id)
-                            .ok_or_else(|| {
-                                bad(format!(
-                                    "device {serial}: its CA {ca_serial} is neither in the file before it nor registered"
-                                ))
-                            })?,
-                    };
+                    let ca_id = ca_of(&mut *tx, &ca_ids, &ca_serial)
+                        .map_err(fail)?
+                        .ok_or_else(|| bad(format!("device {serial}: {}", unknown_ca(&ca_serial))))?;
                     let row = DeviceRow {
                         ca_id,
                         cn: crate::name::common_name_of_rfc4514(&subject),
@@ -303,18 +294,9 @@ impl Registry {
                     reason,
                     revoked_at,
                 } => {
-                    let ca_id = match ca_ids.get(&ca_serial) {
-                        Some(&id) => id,
-                        None => tx
-                            .ca_by_serial(&ca_serial)
-                            .map_err(fail)?
-                            .map(|(id, _)| id)
-                            .ok_or_else(|| {
-                                bad(format!(
-                                    "revocation {serial}: its CA {ca_serial} is neither in the file before it nor registered"
-                                ))
-                            })?,
-                    };
+                    let ca_id = ca_of(&mut *tx, &ca_ids, &ca_serial)
+                        .map_err(fail)?
+                        .ok_or_else(|| bad(format!("revocation {serial}: {}", unknown_ca(&ca_serial))))?;
                     reason
                         .parse::<super::RevokeReason>()
                         .map_err(|e| bad(format!("revocation {serial}: {e}")))?;
@@ -344,6 +326,23 @@ impl Registry {
         tx.commit().map_err(fail)?;
         Ok(counts)
     }
+}
+
+/// The id of the CA with `serial`: one the file registered before, else
+/// one the registry holds (`--merge`).
+fn ca_of(
+    tx: &mut dyn super::store::Tx,
+    in_file: &HashMap<String, i64>,
+    serial: &str,
+) -> super::store::StoreResult<Option<i64>> {
+    match in_file.get(serial) {
+        Some(&id) => Ok(Some(id)),
+        None => Ok(tx.ca_by_serial(serial)?.map(|(id, _)| id)),
+    }
+}
+
+fn unknown_ca(serial: &str) -> String {
+    format!("its CA {serial} is neither in the file before it nor registered")
 }
 
 fn unix(s: &str) -> std::result::Result<i64, String> {

@@ -237,35 +237,21 @@ fn prepared(
     Ok(st)
 }
 
-/// The [`Lookup`] reads, on the client or in a transaction.
-fn lookup_device(
+/// A [`Lookup`] read by serial, on the client or in a transaction.
+fn lookup<T>(
     c: &mut impl GenericClient,
     cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
     serial: &str,
-) -> StoreResult<Option<DeviceRow>> {
-    let st = prepared(c, cache, SELECT_DEVICE_ROW)?;
-    let row = c.query_opt(&st, &[&serial]).map_err(pg_error)?;
-    Ok(row.as_ref().map(device_row))
+    row: fn(&postgres::Row) -> T,
+) -> StoreResult<Option<T>> {
+    let st = prepared(c, cache, sql)?;
+    let found = c.query_opt(&st, &[&serial]).map_err(pg_error)?;
+    Ok(found.as_ref().map(row))
 }
 
-fn lookup_revocation(
-    c: &mut impl GenericClient,
-    cache: &mut HashMap<&'static str, Statement>,
-    serial: &str,
-) -> StoreResult<Option<Revocation>> {
-    let st = prepared(c, cache, SELECT_REVOCATION)?;
-    let row = c.query_opt(&st, &[&serial]).map_err(pg_error)?;
-    Ok(row.as_ref().map(revocation))
-}
-
-fn lookup_ca(
-    c: &mut impl GenericClient,
-    cache: &mut HashMap<&'static str, Statement>,
-    serial: &str,
-) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    let st = prepared(c, cache, SELECT_CA)?;
-    let row = c.query_opt(&st, &[&serial]).map_err(pg_error)?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+fn ca_row(r: &postgres::Row) -> (i64, Vec<u8>) {
+    (r.get(0), r.get(1))
 }
 
 struct PgLookup<'a> {
@@ -275,15 +261,15 @@ struct PgLookup<'a> {
 
 impl Lookup for PgLookup<'_> {
     fn device_row(&mut self, serial: &str) -> StoreResult<Option<DeviceRow>> {
-        lookup_device(&mut *self.client, &mut self.statements, serial)
+        lookup(&mut *self.client, &mut self.statements, SELECT_DEVICE_ROW, serial, device_row)
     }
 
     fn revocation(&mut self, serial: &str) -> StoreResult<Option<Revocation>> {
-        lookup_revocation(&mut *self.client, &mut self.statements, serial)
+        lookup(&mut *self.client, &mut self.statements, SELECT_REVOCATION, serial, revocation)
     }
 
     fn ca_by_serial(&mut self, serial: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {
-        lookup_ca(&mut *self.client, &mut self.statements, serial)
+        lookup(&mut *self.client, &mut self.statements, SELECT_CA, serial, ca_row)
     }
 }
 
@@ -469,15 +455,15 @@ struct PgTx<'a> {
 
 impl Lookup for PgTx<'_> {
     fn device_row(&mut self, serial: &str) -> StoreResult<Option<DeviceRow>> {
-        lookup_device(&mut self.tx, self.statements, serial)
+        lookup(&mut self.tx, self.statements, SELECT_DEVICE_ROW, serial, device_row)
     }
 
     fn revocation(&mut self, serial: &str) -> StoreResult<Option<Revocation>> {
-        lookup_revocation(&mut self.tx, self.statements, serial)
+        lookup(&mut self.tx, self.statements, SELECT_REVOCATION, serial, revocation)
     }
 
     fn ca_by_serial(&mut self, serial: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {
-        lookup_ca(&mut self.tx, self.statements, serial)
+        lookup(&mut self.tx, self.statements, SELECT_CA, serial, ca_row)
     }
 }
 
