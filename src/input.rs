@@ -155,6 +155,24 @@ fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A human name for a PEM tag, for "expected X, found Y" messages.
+/// `%XX` escapes (RFC 3986) decoded; `None` for a bad escape (callers
+/// word the error: a URL may hold a password not to be repeated).
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 pub fn describe_tag(tag: &str) -> String {
     match tag {
         "CERTIFICATE" | "TRUSTED CERTIFICATE" => "a certificate".into(),

@@ -102,23 +102,7 @@ fn pct_encode(bytes: &[u8]) -> String {
 }
 
 fn pct_decode(s: &str) -> Result<Vec<u8>, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in '{s}'"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
+    crate::input::percent_decode(s).ok_or_else(|| format!("bad percent-encoding in '{s}'"))
 }
 
 impl Pkcs11Uri {

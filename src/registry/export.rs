@@ -259,7 +259,9 @@ impl Registry {
                 } => {
                     let ca_id = ca_of(&mut *tx, &ca_ids, &ca_serial)
                         .map_err(fail)?
-                        .ok_or_else(|| bad(format!("device {serial}: {}", unknown_ca(&ca_serial))))?;
+                        .ok_or_else(|| {
+                            bad(format!("device {serial}: {}", unknown_ca(&ca_serial)))
+                        })?;
                     let row = DeviceRow {
                         ca_id,
                         cn: crate::name::common_name_of_rfc4514(&subject),
@@ -296,7 +298,9 @@ impl Registry {
                 } => {
                     let ca_id = ca_of(&mut *tx, &ca_ids, &ca_serial)
                         .map_err(fail)?
-                        .ok_or_else(|| bad(format!("revocation {serial}: {}", unknown_ca(&ca_serial))))?;
+                        .ok_or_else(|| {
+                            bad(format!("revocation {serial}: {}", unknown_ca(&ca_serial)))
+                        })?;
                     reason
                         .parse::<super::RevokeReason>()
                         .map_err(|e| bad(format!("revocation {serial}: {e}")))?;

@@ -261,15 +261,33 @@ struct PgLookup<'a> {
 
 impl Lookup for PgLookup<'_> {
     fn device_row(&mut self, serial: &str) -> StoreResult<Option<DeviceRow>> {
-        lookup(&mut *self.client, &mut self.statements, SELECT_DEVICE_ROW, serial, device_row)
+        lookup(
+            &mut *self.client,
+            &mut self.statements,
+            SELECT_DEVICE_ROW,
+            serial,
+            device_row,
+        )
     }
 
     fn revocation(&mut self, serial: &str) -> StoreResult<Option<Revocation>> {
-        lookup(&mut *self.client, &mut self.statements, SELECT_REVOCATION, serial, revocation)
+        lookup(
+            &mut *self.client,
+            &mut self.statements,
+            SELECT_REVOCATION,
+            serial,
+            revocation,
+        )
     }
 
     fn ca_by_serial(&mut self, serial: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {
-        lookup(&mut *self.client, &mut self.statements, SELECT_CA, serial, ca_row)
+        lookup(
+            &mut *self.client,
+            &mut self.statements,
+            SELECT_CA,
+            serial,
+            ca_row,
+        )
     }
 }
 
@@ -455,11 +473,23 @@ struct PgTx<'a> {
 
 impl Lookup for PgTx<'_> {
     fn device_row(&mut self, serial: &str) -> StoreResult<Option<DeviceRow>> {
-        lookup(&mut self.tx, self.statements, SELECT_DEVICE_ROW, serial, device_row)
+        lookup(
+            &mut self.tx,
+            self.statements,
+            SELECT_DEVICE_ROW,
+            serial,
+            device_row,
+        )
     }
 
     fn revocation(&mut self, serial: &str) -> StoreResult<Option<Revocation>> {
-        lookup(&mut self.tx, self.statements, SELECT_REVOCATION, serial, revocation)
+        lookup(
+            &mut self.tx,
+            self.statements,
+            SELECT_REVOCATION,
+            serial,
+            revocation,
+        )
     }
 
     fn ca_by_serial(&mut self, serial: &str) -> StoreResult<Option<(i64, Vec<u8>)>> {

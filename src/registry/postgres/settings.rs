@@ -351,23 +351,9 @@ fn parse_host(h: &str) -> Result<Host, String> {
 
 /// Percent-decoding; `what` names the part in the error (never its value).
 fn decode(s: &str, what: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in the {what}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("the {what} is not UTF-8"))
+    let bytes = crate::input::percent_decode(s)
+        .ok_or_else(|| format!("bad percent-encoding in the {what}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("the {what} is not UTF-8"))
 }
 
 /// The password of the first matching `~/.pgpass` line
