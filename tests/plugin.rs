@@ -653,3 +653,26 @@ fn example_plugin_recipe() {
         b.pid().to_string()
     );
 }
+
+/// The plugin authenticates; Mosquitto's acl_file still decides topics,
+/// with the device serial as the username (`%u`).
+#[test]
+fn acl_file_still_decides_topics() {
+    let Some(s) = Setup::new() else { return };
+    s.device("dev", "CA");
+    let serial = s.serial("dev");
+    s.t.write("acl", "pattern write devices/%u/#\n");
+    let b = s.start(&format!("acl_file {}\n", s.t.path("acl").display()));
+    let publish = |id: &str, topic: &str| {
+        b.client(&s.t, "mosquitto_pub", "dev")
+            .args(["-i", id, "-t", topic, "-m", "x", "-q", "1"])
+            .run()
+            .ok();
+    };
+    publish("own", &format!("devices/{serial}/temp"));
+    publish("other", "devices/someone-else/temp");
+    let log = b.log_text();
+    assert!(last_decision(&b, "own").contains("accepted"), "{log}");
+    assert!(!log.contains("Denied PUBLISH from own"), "{log}");
+    assert!(log.contains("Denied PUBLISH from other"), "{log}");
+}

@@ -160,8 +160,8 @@ pub struct Session {
     live: Option<Live>,
     /// By the broker's client handle.
     connected: HashMap<usize, Connected>,
-    /// Connected devices the registry refuses now (their publishes,
-    /// subscriptions and deliveries are denied until they are gone).
+    /// Connected devices the registry refuses now (kicked once: a client
+    /// that outlives its kick is not reported again).
     refused: HashSet<String>,
     /// Connection times not yet written: serial → unix seconds.
     pending: HashMap<String, i64>,
@@ -305,14 +305,6 @@ impl Session {
         }
     }
 
-    /// ACL_CHECK: `Some(false)` denies a client the registry refuses now,
-    /// `Some(true)` is a device it admits, `None` a client it never judged.
-    pub fn may_act(&self, client: usize) -> Option<bool> {
-        self.connected
-            .get(&client)
-            .map(|c| !self.refused.contains(&c.serial))
-    }
-
     /// TICK (about every 100 ms): every `poll`, writes pending connection
     /// times and re-checks the connected devices if the registry changed.
     pub fn tick(&mut self, now: Instant) -> TickReport {
@@ -358,7 +350,7 @@ impl Session {
     }
 
     /// The connected devices the registry refuses now that were not refused
-    /// before; they are denied everything from here on.
+    /// before: to be disconnected.
     fn recheck(&mut self) -> Result<Vec<Kick>> {
         if self.connected.is_empty() {
             return Ok(Vec::new());
@@ -446,6 +438,5 @@ mod tests {
             !std::path::Path::new(&path).exists(),
             "a missing registry is not created"
         );
-        assert_eq!(s.may_act(1), None);
     }
 }
