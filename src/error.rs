@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Registry,
     /// A PKCS#11 module, token or token key failed or was not found.
     Token,
+    /// What was asked for (a device serial) is not registered.
+    NotFound,
 }
 
 #[derive(Debug, Clone)]

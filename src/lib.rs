@@ -23,6 +23,7 @@ pub mod pkcs11;
 pub mod pkcs12;
 pub mod profile;
 pub mod registry;
+pub mod server;
 pub mod sign;
 pub mod template;
 pub mod verify;

@@ -14,6 +14,9 @@ use devcert::registry::{
 
 use super::{PassArgs, Pkcs11Args, load_ca, print_json, read_input, warn_all};
 
+/// Who the audit trail names for changes made with this command.
+const CLI_ACTOR: &str = "cli";
+
 /// What a registry change did, on stderr (stdout carries only the product);
 /// `--quiet` silences it.
 macro_rules! note {
@@ -89,6 +92,24 @@ enum RegistryCommand {
         #[arg(long)]
         merge: bool,
     },
+    /// Serve the web console and the JSON API over this registry
+    #[command(
+        after_help = "Examples:\n  devcert registry serve --db devcert.db            # http://127.0.0.1:8080, token in devcert.db.token\n  devcert registry serve --read-only --listen 127.0.0.1:9000\n  curl -H \"Authorization: Bearer $(head -1 devcert.db.token)\" -X POST http://127.0.0.1:8080/api/devices/4B1C.../deactivate"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
+    /// File whose first line is the token for changes (default: DB.token, made 0600 when missing; required for PostgreSQL)
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// Refuse every change (403); reading stays open
+    #[arg(long)]
+    read_only: bool,
 }
 
 #[derive(Subcommand)]
@@ -256,7 +277,7 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Ca(CaCommand::Add { file }) => {
             let ca = load_certificate(&read_input(&file)?, "cannot read CA certificate")?;
             let mut reg = Registry::open(db)?;
-            let added = reg.add_ca(&ca)?;
+            let added = reg.add_ca(&ca, CLI_ACTOR)?;
             let tbs = ca.cert.tbs_certificate();
             let serial = devcert::sign::serial_hex(tbs.serial_number());
             match added {
@@ -340,6 +361,12 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
             }
         }
         RegistryCommand::Crl(args) => crl(db, args)?,
+        RegistryCommand::Serve(args) => devcert::server::serve(devcert::server::Config {
+            db: db.to_string(),
+            listen: args.listen,
+            token_file: args.token_file,
+            read_only: args.read_only,
+        })?,
         RegistryCommand::Export { out } => export(db, &out)?,
         RegistryCommand::Import { file, merge } => {
             let mut reg = Registry::open(db)?;
@@ -429,7 +456,7 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         DeviceCommand::Add { file } => {
             let cert = load_certificate(&read_input(&file)?, "cannot read certificate")?;
             let serial = devcert::sign::serial_hex(cert.cert.tbs_certificate().serial_number());
-            match reg.add_device(&cert)? {
+            match reg.add_device(&cert, CLI_ACTOR)? {
                 Added::New => note!("registered device {serial}"),
                 Added::AlreadyRegistered => note!("device {serial} was already registered"),
             }
@@ -442,6 +469,7 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
                 cn: l.cn,
                 subject_contains: l.subject_contains,
                 limit: l.limit,
+                after: None,
             };
             list(&reg, &q, l.json)?;
         }
@@ -470,14 +498,14 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Activate { name } => {
             let serial = reg.resolve_device(&name.to_ref()?)?;
-            reg.set_status(&serial, Status::Active)?;
+            reg.set_status(&serial, Status::Active, CLI_ACTOR)?;
             note!(
                 "device {serial} activated (the broker plugin admits it at its next connect; CRL mode: write a new CRL and reload the broker)"
             );
         }
         DeviceCommand::Deactivate { name } => {
             let serial = reg.resolve_device(&name.to_ref()?)?;
-            reg.set_status(&serial, Status::Inactive)?;
+            reg.set_status(&serial, Status::Inactive, CLI_ACTOR)?;
             note!(
                 "device {serial} deactivated (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)"
             );
@@ -487,7 +515,7 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
             // A stolen device that never connected is named by its
             // certificate: register it, so it can be revoked.
             if let DeviceRef::Cert(cert) = &device
-                && reg.add_device(cert)? == Added::New
+                && reg.add_device(cert, CLI_ACTOR)? == Added::New
             {
                 note!(
                     "registered device {}",
@@ -495,7 +523,7 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
                 );
             }
             let serial = reg.resolve_device(&device)?;
-            if reg.revoke_device(&serial, reason)? {
+            if reg.revoke_device(&serial, reason, CLI_ACTOR)? {
                 note!(
                     "device {serial} revoked ({}), for good (the broker plugin disconnects it; CRL mode: write a new CRL and reload the broker)",
                     reason.as_str()
@@ -506,7 +534,7 @@ fn device(db: &str, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Delete { name, force } => {
             let serial = reg.resolve_device(&name.to_ref()?)?;
-            match reg.delete_device(&serial, force)? {
+            match reg.delete_device(&serial, force, CLI_ACTOR)? {
                 Status::Revoked => note!(
                     "device {serial} deleted; its revocation is kept (the CRL keeps listing it, auth refuses it)"
                 ),

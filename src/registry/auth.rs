@@ -435,7 +435,7 @@ mod tests {
             crate::ca::make_root(&key, &name, Lifetime::Days(30), None, Digest::Sha256).unwrap();
         let ca = CaSigner::new(cert(root.der), &key, Digest::Sha256).unwrap();
         let mut reg = Registry::open(&db).unwrap();
-        reg.add_ca(&ca.cert).unwrap();
+        reg.add_ca(&ca.cert, "test").unwrap();
         let (a, b) = (device(&ca, "a"), device(&ca, "b"));
         let mut trust = Trust::load(&reg).unwrap();
         let now = SystemTime::now();
@@ -451,12 +451,12 @@ mod tests {
                 }
             );
         }
-        reg.revoke_device(&serial(&a), RevokeReason::KeyCompromise)
+        reg.revoke_device(&serial(&a), RevokeReason::KeyCompromise, "test")
             .unwrap();
         let connected = vec![(serial(&a), fp(&a)), (serial(&b), fp(&b))];
         for deleted in [false, true] {
             if deleted {
-                reg.delete_device(&serial(&a), false).unwrap();
+                reg.delete_device(&serial(&a), false, "test").unwrap();
             }
             let d = decide(&mut reg, &mut trust, std::slice::from_ref(&a), now).unwrap();
             assert!(

@@ -67,7 +67,8 @@ fn colon_hex(bytes: &[u8]) -> String {
 
 impl Registry {
     /// `ca add`: registers a CA certificate (it must be a CA).
-    pub fn add_ca(&mut self, ca: &LoadedCert) -> Result<Added> {
+    /// Audited as `actor`'s.
+    pub fn add_ca(&mut self, ca: &LoadedCert, actor: &str) -> Result<Added> {
         let is_ca = matches!(
             ca.cert.tbs_certificate().get_extension::<BasicConstraints>(),
             Ok(Some((_, bc))) if bc.ca
@@ -78,11 +79,16 @@ impl Registry {
                     .file(&ca.label),
             );
         }
-        self.ensure_ca(ca).map(|(_, added)| added)
+        self.register_ca(ca, Some(actor)).map(|(_, added)| added)
     }
 
-    /// The CA's id, registering it first if it is not registered yet.
+    /// The CA's id, registering it first if it is not registered yet (as
+    /// issuing with `--registry` does, unaudited).
     pub fn ensure_ca(&mut self, ca: &LoadedCert) -> Result<(i64, Added)> {
+        self.register_ca(ca, None)
+    }
+
+    fn register_ca(&mut self, ca: &LoadedCert, actor: Option<&str>) -> Result<(i64, Added)> {
         let what = "cannot register CA";
         let row = CertRow::entering(ca, what)?;
         let new = CaRow {
@@ -100,12 +106,17 @@ impl Registry {
         // Insert first, then look: two processes registering one CA at
         // once both end up with its single row.
         let result = match tx.insert_ca(&new).map_err(&fail)? {
-            Some(id) => (id, Added::New),
+            Some(id) => {
+                if let Some(actor) = actor {
+                    super::audit::record(&mut *tx, actor, "ca add", &new.serial).map_err(&fail)?;
+                }
+                (id, Added::New)
+            }
             None => match tx.ca_by_serial(&new.serial).map_err(&fail)? {
                 Some((id, fp)) if fp == new.fingerprint => (id, Added::AlreadyRegistered),
                 Some(_) => {
                     return Err(Error::new(
-                        ErrorKind::Registry,
+                        ErrorKind::Refused,
                         what,
                         format!(
                             "another CA with serial {} is already registered",
@@ -122,7 +133,7 @@ impl Registry {
                         ),
                         other => taken_why(&other, &new.serial),
                     };
-                    return Err(Error::new(ErrorKind::Registry, what, why).file(&ca.label));
+                    return Err(Error::new(ErrorKind::Refused, what, why).file(&ca.label));
                 }
             },
         };

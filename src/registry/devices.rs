@@ -7,7 +7,7 @@ use super::store::{Lookup, StoreError, StoreResult};
 use super::{
     Added, CertRow, DeviceQuery, DeviceRecord, Registry, RevokeReason, Status, now, refused,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::input::LoadedCert;
 
 /// How a device is named on the command line.
@@ -23,8 +23,8 @@ pub enum DeviceRef {
 
 impl Registry {
     /// `device add`: registers a device certificate whose issuer is a
-    /// registered CA.
-    pub fn add_device(&mut self, cert: &LoadedCert) -> Result<Added> {
+    /// registered CA, on `actor`'s behalf (audited).
+    pub fn add_device(&mut self, cert: &LoadedCert, actor: &str) -> Result<Added> {
         let ca_id = self
             .ca_certs()?
             .into_iter()
@@ -41,14 +41,21 @@ impl Registry {
                 .file(&cert.label)
                 .hint("register the CA first: devcert registry ca add CA.crt"));
         };
-        Ok(self.add_devices(ca_id, std::slice::from_ref(cert))?[0])
+        Ok(self.add_devices(ca_id, std::slice::from_ref(cert), Some(actor))?[0])
     }
 
     /// Registers certificates issued by CA `ca_id` as Active, all in one
     /// transaction. Re-registering the very same certificate is a no-op; a
     /// different certificate with a registered serial (a device's, a CA's
     /// or a revoked one's) is refused and nothing of this call is kept.
-    pub fn add_devices(&mut self, ca_id: i64, certs: &[LoadedCert]) -> Result<Vec<Added>> {
+    /// With an `actor`, each new device is audited (issuing tools register
+    /// in bulk, seen from `registered_at`).
+    pub fn add_devices(
+        &mut self,
+        ca_id: i64,
+        certs: &[LoadedCert],
+        actor: Option<&str>,
+    ) -> Result<Vec<Added>> {
         let what = "cannot register device";
         let (mut tx, fail) = self.write_tx(what)?;
         let mut out = Vec::with_capacity(certs.len());
@@ -56,6 +63,10 @@ impl Registry {
         for c in certs {
             let row = CertRow::entering(c, what)?;
             if tx.insert_device(&row.device(ca_id, t)).map_err(&fail)? {
+                if let Some(actor) = actor {
+                    super::audit::record(&mut *tx, actor, "register", &row.serial)
+                        .map_err(&fail)?;
+                }
                 out.push(Added::New);
                 continue;
             }
@@ -96,6 +107,22 @@ impl Registry {
             }
             None => None,
         };
+        if let Some(after) = &q.after {
+            // A page that starts after a device nobody has is a mistake,
+            // not an empty page.
+            let known = self
+                .store
+                .lookup()
+                .device_row(after)
+                .map_err(self.err("cannot list devices"))?;
+            if known.is_none() {
+                return Err(Error::parse(
+                    "cannot list devices",
+                    format!("the page starts after device {after}, which is not registered (deleted meanwhile?)"),
+                )
+                .hint("start again from the first page"));
+            }
+        }
         let mut stopped = Ok(());
         self.store
             .list_devices(q, ca_ids.as_deref(), &mut |d| {
@@ -194,13 +221,18 @@ impl Registry {
         )
     }
 
-    /// Activates or deactivates a device; a revoked one stays revoked.
-    pub fn set_status(&mut self, serial: &str, status: Status) -> Result<()> {
-        if status == Status::Revoked {
-            return self
-                .revoke_device(serial, RevokeReason::default())
-                .map(drop);
-        }
+    /// Activates or deactivates a device on `actor`'s behalf (audited); a
+    /// revoked one stays revoked.
+    pub fn set_status(&mut self, serial: &str, status: Status, actor: &str) -> Result<()> {
+        let action = match status {
+            Status::Revoked => {
+                return self
+                    .revoke_device(serial, RevokeReason::default(), actor)
+                    .map(drop);
+            }
+            Status::Active => "activate",
+            Status::Inactive => "deactivate",
+        };
         let what = "cannot update device";
         let label = self.label.clone();
         let (mut tx, fail) = self.write_tx(what)?;
@@ -214,6 +246,7 @@ impl Registry {
                 _ => unknown(&mut *tx, &label, serial, &fail)?,
             });
         }
+        super::audit::record(&mut *tx, actor, action, serial).map_err(&fail)?;
         tx.commit().map_err(&fail)
     }
 
@@ -221,7 +254,12 @@ impl Registry {
     /// (kept by `delete`) that puts it on its issuer's CRL with `reason`
     /// and makes `auth` refuse it. Returns false when it was revoked already
     /// (the first revocation's time and reason are kept).
-    pub fn revoke_device(&mut self, serial: &str, reason: RevokeReason) -> Result<bool> {
+    pub fn revoke_device(
+        &mut self,
+        serial: &str,
+        reason: RevokeReason,
+        actor: &str,
+    ) -> Result<bool> {
         let label = self.label.clone();
         let (mut tx, fail) = self.write_tx("cannot revoke device")?;
         let revoked = match standing(&mut *tx, serial).map_err(&fail)? {
@@ -232,6 +270,7 @@ impl Registry {
             | Standing::Revoked { .. } => false,
             Standing::Device { .. } => {
                 tx.revoke(serial, reason.as_str(), now()).map_err(&fail)?;
+                super::audit::record(&mut *tx, actor, "revoke", serial).map_err(&fail)?;
                 true
             }
             _ => return Err(unknown(&mut *tx, &label, serial, &fail)?),
@@ -243,7 +282,7 @@ impl Registry {
     /// Removes a device; `auth` registers it again on its next connection
     /// unless it was revoked. A held (inactive) device is removed only with
     /// `force`: deleting it would lift the hold.
-    pub fn delete_device(&mut self, serial: &str, force: bool) -> Result<Status> {
+    pub fn delete_device(&mut self, serial: &str, force: bool, actor: &str) -> Result<Status> {
         let what = "cannot delete device";
         let label = self.label.clone();
         let (mut tx, fail) = self.write_tx(what)?;
@@ -260,6 +299,7 @@ impl Registry {
                 .hint(format!("to keep it off for good: devcert registry device revoke {serial}; to delete it anyway: --force")));
         }
         tx.delete_device(serial).map_err(&fail)?;
+        super::audit::record(&mut *tx, actor, "delete", serial).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         Ok(status)
     }
@@ -280,7 +320,7 @@ fn unknown(
         Standing::Ca => format!("serial {serial} is a registered CA's, not a device's"),
         _ => format!("serial {serial} is not registered"),
     };
-    Ok(refused(label, "no such device", why))
+    Ok(Error::new(ErrorKind::NotFound, "no such device", why).file(label))
 }
 
 /// What the registry holds under a serial.
@@ -343,7 +383,7 @@ pub fn register_issued(
     let mut reg = Registry::open(db)?;
     let (ca_id, _) = reg.ensure_ca(ca)?;
     let cert = issued_cert(cert_der)?;
-    reg.add_devices(ca_id, std::slice::from_ref(&cert))?;
+    reg.add_devices(ca_id, std::slice::from_ref(&cert), None)?;
     write().inspect_err(|_| {
         let _ = reg.forget_device(&CertRow::of(&cert).serial);
     })
@@ -388,7 +428,7 @@ impl Bulk {
     /// devices already on disk are registered.
     pub fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
-            self.reg.add_devices(self.ca_id, &self.pending)?;
+            self.reg.add_devices(self.ca_id, &self.pending, None)?;
             self.pending.clear();
         }
         Ok(())

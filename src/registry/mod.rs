@@ -7,6 +7,7 @@
 //! no colons, no sign byte) and are unique across the registry. Times are
 //! Unix seconds, shown as RFC 3339.
 
+mod audit;
 pub mod auth;
 pub mod broker;
 mod cas;
@@ -18,6 +19,7 @@ mod schema;
 mod sqlite;
 pub mod store;
 
+pub use audit::AuditRecord;
 pub use devices::{Bulk, DeviceRef, register_issued};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -230,6 +232,10 @@ pub struct DeviceQuery {
     pub cn: Option<String>,
     /// Text found in the RFC 4514 subject, ignoring ASCII case.
     pub subject_contains: Option<String>,
+    /// Keyset paging: only devices registered after the device with this
+    /// serial (the last one of the previous page), so a page costs the same
+    /// at the millionth device as at the first (no OFFSET).
+    pub after: Option<String>,
     pub limit: Option<u64>,
 }
 
@@ -417,7 +423,7 @@ impl Registry {
 
 /// A registry rule said no (about the registry at `label`).
 fn refused(label: &str, what: &str, why: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Registry, what, why).file(label)
+    Error::new(ErrorKind::Refused, what, why).file(label)
 }
 
 fn fail(what: &str, label: &str, e: StoreError) -> Error {

@@ -8,10 +8,10 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // v1: CAs and devices, serials stored as normalised upper-case hex.
     "CREATE TABLE cas (
         id INTEGER PRIMARY KEY,
@@ -110,6 +110,20 @@ const MIGRATIONS: [&str; 4] = [
     CREATE TRIGGER devices_serial_release AFTER DELETE ON devices
         BEGIN DELETE FROM serials WHERE serial = OLD.serial AND owner = 'device'
             AND NOT EXISTS (SELECT 1 FROM revocations WHERE serial = OLD.serial); END;",
+    // v5 (issue 15): the audit trail of changes people made (CLI, console,
+    // API), kept append-only by triggers; read per serial, newest first.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        serial TEXT NOT NULL
+    );
+    CREATE INDEX audit_serial ON audit(serial, id);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
 ];
 
 /// Data a migration cannot compute in SQL, filled in by Rust right after
@@ -226,6 +240,19 @@ mod tests {
         assert!(negative.is_err(), "a negative serial was stored");
         // A second open is a no-op.
         assert!(migrate(&mut conn).is_ok());
+    }
+
+    #[test]
+    fn audit_rows_cannot_be_changed_or_removed() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        conn.execute(
+            "INSERT INTO audit (at, actor, action, serial) VALUES (1, 'cli', 'deactivate', '0A')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.execute("UPDATE audit SET actor = 'x'", []).is_err());
+        assert!(conn.execute("DELETE FROM audit", []).is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::schema;
-use super::store::{CaRow, DeviceRow, Lookup, Revocation, Store, StoreError, StoreResult, Tx};
+use super::store::{
+    AuditRow, CaRow, DeviceRow, Lookup, Revocation, Store, StoreError, StoreResult, Tx,
+};
 use super::{CaRecord, DeviceQuery, DeviceRecord, Status};
 
 pub struct SqliteStore {
@@ -291,6 +293,11 @@ impl Store for SqliteStore {
             sql.push_str(" AND instr(lower(d.subject), lower(?)) > 0");
             args.push(text.clone().into());
         }
+        if let Some(after) = &q.after {
+            // Keyset paging: a range on the rowid, never an OFFSET.
+            sql.push_str(" AND d.id > (SELECT id FROM devices WHERE serial = ?)");
+            args.push(after.clone().into());
+        }
         sql.push_str(" ORDER BY d.id LIMIT ?");
         args.push(
             q.limit
@@ -306,6 +313,28 @@ impl Store for SqliteStore {
             }
         }
         Ok(())
+    }
+
+    fn audit_of(&self, serial: &str, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let fail = self.err.map();
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT at, actor, action, serial FROM audit WHERE serial = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(&fail)?;
+        let rows = st
+            .query_map(params![serial, limit], |r| {
+                Ok(AuditRow {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    serial: r.get(3)?,
+                })
+            })
+            .map_err(&fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&fail)
     }
 
     fn device(&self, serial: &str) -> StoreResult<Option<DeviceRecord>> {
@@ -497,6 +526,14 @@ impl Tx for SqliteTx<'_> {
             .execute("DELETE FROM devices WHERE serial = ?1", [serial])
             .map_err(self.err.map())?;
         Ok(n == 1)
+    }
+
+    fn audit(&mut self, row: &AuditRow) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO audit (at, actor, action, serial) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![row.at, row.actor, row.action, row.serial]))
+            .map(drop)
+            .map_err(self.err.map())
     }
 
     fn record_connection(&mut self, serial: &str, at: i64) -> StoreResult<()> {

@@ -96,6 +96,16 @@ pub struct Revocation {
     pub revoked_at: i64,
 }
 
+/// One change in the audit trail: who (`actor`) did what (`action`) to
+/// which serial, when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub serial: String,
+}
+
 /// What the rules read about one serial, in or outside a transaction.
 pub trait Lookup {
     fn device_row(&mut self, serial: &str) -> StoreResult<Option<DeviceRow>>;
@@ -136,6 +146,8 @@ pub trait Store: Send {
     fn device_rows_of(&self, serials: &[&str]) -> StoreResult<Vec<DeviceRow>>;
     /// Of `serials`, those revoked and then deleted, with their reasons.
     fn deleted_revocations_of(&self, serials: &[&str]) -> StoreResult<Vec<(String, String)>>;
+    /// The latest `limit` audit rows of `serial`, newest first.
+    fn audit_of(&self, serial: &str, limit: u32) -> StoreResult<Vec<AuditRow>>;
     /// A number that changes when another connection commits (SQLite's
     /// `data_version`); where the database has none, a number that
     /// changes on every call, so callers always look again.
@@ -161,6 +173,8 @@ pub trait Tx: Lookup {
     fn insert_revocation(&mut self, r: &Revocation) -> StoreResult<bool>;
     /// False when the serial is unknown.
     fn delete_device(&mut self, serial: &str) -> StoreResult<bool>;
+    /// Appends one row to the audit trail.
+    fn audit(&mut self, row: &AuditRow) -> StoreResult<()>;
     /// Stamps a broker admission at `at` (first kept, last raised).
     fn record_connection(&mut self, serial: &str, at: i64) -> StoreResult<()>;
     /// Takes the next CRL number of the issuer whose certificates are

@@ -16,7 +16,9 @@ use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Statement};
 
-use super::store::{CaRow, DeviceRow, Lookup, Revocation, Store, StoreError, StoreResult, Tx};
+use super::store::{
+    AuditRow, CaRow, DeviceRow, Lookup, Revocation, Store, StoreError, StoreResult, Tx,
+};
 use super::{CaRecord, DeviceQuery, DeviceRecord, Status};
 use settings::{Env, Settings};
 
@@ -411,6 +413,14 @@ impl Store for PgStore {
                 Box::new(text.clone()),
             );
         }
+        if let Some(after) = &q.after {
+            // Keyset paging: a range on the id, never an OFFSET.
+            arg(
+                &mut sql,
+                " AND d.id > (SELECT id FROM devices WHERE serial = ?)",
+                Box::new(after.clone()),
+            );
+        }
         // LIMIT NULL is no limit.
         let limit = q.limit.map(|l| l.min(i64::MAX as u64) as i64);
         arg(&mut sql, " ORDER BY d.id LIMIT ?", Box::new(limit));
@@ -424,6 +434,27 @@ impl Store for PgStore {
             }
         }
         Ok(())
+    }
+
+    fn audit_of(&self, serial: &str, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT at, actor, action, serial FROM audit WHERE serial = $1
+                 ORDER BY id DESC LIMIT $2",
+                &[&serial, &i64::from(limit)],
+            )
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRow {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                serial: r.get(3),
+            })
+            .collect())
     }
 
     fn device(&self, serial: &str) -> StoreResult<Option<DeviceRecord>> {
@@ -605,6 +636,16 @@ impl Tx for PgTx<'_> {
             .execute("DELETE FROM devices WHERE serial = $1", &[&serial])
             .map_err(pg_error)?;
         Ok(n == 1)
+    }
+
+    fn audit(&mut self, row: &AuditRow) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO audit (at, actor, action, serial) VALUES ($1, $2, $3, $4)",
+                &[&row.at, &row.actor, &row.action, &row.serial],
+            )
+            .map(drop)
+            .map_err(pg_error)
     }
 
     fn record_connection(&mut self, serial: &str, at: i64) -> StoreResult<()> {
