@@ -963,14 +963,6 @@ fn chromium_binary() -> Option<&'static str> {
     .find(|p| Path::new(p).exists())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// chromedriver on a free port, killed when dropped.
 struct Driver {
     child: Child,
@@ -979,7 +971,7 @@ struct Driver {
 
 impl Driver {
     fn start(exe: &Path, log: &Path) -> Driver {
-        let port = free_port();
+        let port = common::broker::free_port();
         let child = Command::new(exe)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
