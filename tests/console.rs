@@ -964,13 +964,17 @@ fn chromium_binary() -> Option<&'static str> {
 }
 
 /// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port. Dropped (also on a panic), it stops and so
+/// does every Chromium process using `profile`: killing chromedriver alone
+/// leaves its browser running.
 struct Driver {
     child: Child,
     port: u16,
+    profile: PathBuf,
 }
 
 impl Driver {
-    fn start(exe: &Path, log: &Path) -> Driver {
+    fn start(exe: &Path, log: &Path, profile: &Path) -> Driver {
         let port = common::broker::free_port();
         let child = Command::new(exe)
             .arg(format!("--port={port}"))
@@ -979,7 +983,11 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let d = Driver { child, port };
+        let d = Driver {
+            child,
+            port,
+            profile: profile.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not listen");
@@ -993,6 +1001,18 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The browsers this test started, by PID: their command line names
+        // this test's own profile folder.
+        let needle = format!("--user-data-dir={}", self.profile.display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.split(|&b| b == 0).any(|arg| arg == needle.as_bytes()) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
     }
 }
 
@@ -1006,8 +1026,8 @@ fn browser_signs_in_finds_and_deactivates_a_device() {
     let srv = Server::start(&t, &[]);
     let token = token_beside(&t);
     let target = serials[6].clone(); // dev-0007
-    let driver = Driver::start(&chromedriver, &t.path("chromedriver.log"));
     let profile = t.path("chromium-profile");
+    let driver = Driver::start(&chromedriver, &t.path("chromedriver.log"), &profile);
     let mut args = vec![
         "--headless",
         "--no-sandbox",
