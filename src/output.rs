@@ -12,6 +12,11 @@
 //! never followed. Without `--force` an existing symlink (even a dangling
 //! one) counts as an existing file and the write is refused.
 //!
+//! Devices and pipes (`-o /dev/null`, a FIFO) are written
+//! into, never replaced: a rename would put a regular file where the device
+//! was (as root, `/dev/null` itself), and no file content can be lost there,
+//! so no `--force` is needed. Block devices and sockets are refused.
+//!
 //! Temp files are registered while they exist, so SIGINT/SIGTERM/SIGHUP
 //! remove them (see [`remove_temps_on_signals`]).
 
@@ -126,6 +131,9 @@ pub fn write_file(path: &str, data: &[u8], mode: Mode, force: bool) -> Result<()
     if path == "-" {
         return write_stdout(data);
     }
+    if let Some(kind) = special_kind(Path::new(path)) {
+        return write_special(Path::new(path), kind, &mut &data[..]);
+    }
     refuse_existing(path, force)?;
     commit(stage(Path::new(path), data, mode)?, force)
 }
@@ -133,7 +141,11 @@ pub fn write_file(path: &str, data: &[u8], mode: Mode, force: bool) -> Result<()
 /// Fails early when `path` exists and `force` is off, before any work is
 /// done for it; [`commit`] re-checks atomically.
 pub fn refuse_existing(path: &str, force: bool) -> Result<()> {
-    if !force && path != "-" && Path::new(path).symlink_metadata().is_ok() {
+    if !force
+        && path != "-"
+        && Path::new(path).symlink_metadata().is_ok()
+        && special_kind(Path::new(path)).is_none()
+    {
         return Err(exists_error(path));
     }
     Ok(())
@@ -332,6 +344,12 @@ fn rename_staged(staged: Staged, force: bool) -> Result<()> {
         target,
         _live,
     } = staged;
+    if let Some(kind) = special_kind(&target) {
+        let mut data = temp.reopen().map_err(|e| {
+            Error::io("cannot write output", &target.display().to_string(), &e)
+        })?;
+        return write_special(&target, kind, &mut data);
+    }
     let result = if force {
         temp.persist(&target).map(|_| ())
     } else {
@@ -345,6 +363,49 @@ fn rename_staged(staged: Staged, force: bool) -> Result<()> {
             Error::io("cannot write output", &label, &e.error)
         }
     })
+}
+
+/// What an existing output path is, when it is not a regular file, folder
+/// or link. Links are not followed (a planted link to a FIFO must not
+/// receive a key): `-o /dev/stdout`, a link, is replaced as any link is;
+/// `-o -` is stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    /// A character device or FIFO: written into.
+    Stream,
+    /// A block device or socket: refused.
+    Refused(&'static str),
+}
+
+fn special_kind(path: &Path) -> Option<Special> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    if t.is_char_device() || t.is_fifo() {
+        Some(Special::Stream)
+    } else if t.is_block_device() {
+        Some(Special::Refused("it is a block device"))
+    } else if t.is_socket() {
+        Some(Special::Refused("it is a socket"))
+    } else {
+        None
+    }
+}
+
+/// Writes into a device or pipe in place (no temp file, no rename).
+fn write_special(path: &Path, kind: Special, data: &mut impl std::io::Read) -> Result<()> {
+    let label = path.display().to_string();
+    if let Special::Refused(why) = kind {
+        return Err(Error::new(ErrorKind::Io, "refusing to write output", why).file(&label));
+    }
+    let copy = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| std::io::copy(data, &mut f).and_then(|_| f.flush()));
+    match copy {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write output", &label, &e)),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Makes the contents of `files` durable with as few waits as possible:

@@ -384,3 +384,42 @@ fn device_names_that_are_the_batch_own_files_are_refused_up_front() {
     .ok();
     t.assert_openssl_verify(&["-CAfile", "CA.crt"], "fleet/list.csv/client.crt");
 }
+
+/// `-o /dev/null --force` once replaced the device with a regular file
+/// (as root: the machine's /dev/null). A character device or FIFO at an
+/// output path is written into and stays what it was; no `--force` needed.
+#[test]
+fn devices_and_fifos_are_written_into_never_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = TestDir::new();
+    let fifo = t.path("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap());
+    t.devcert(&["key", "-o", "pipe"]).ok();
+    let pem = reader.join().unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    t.write("k.pem", &pem);
+    t.openssl_ok(&["pkey", "-in", "k.pem", "-noout"]);
+    assert!(std::fs::symlink_metadata(t.path("pipe")).unwrap().file_type().is_fifo());
+
+    // A private null device (mknod needs root, as CI runs; /dev/null itself
+    // is never risked in a test).
+    let null = t.path("null");
+    let mknod = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .output()
+        .unwrap();
+    if !mknod.status.success() {
+        println!("SKIPPED: mknod needs root");
+        return;
+    }
+    t.devcert(&["ca", "--subject", "/CN=Null CA", "--key-out", "null", "-o", "CA.crt"])
+        .ok();
+    t.devcert(&["key", "-o", "null"]).ok();
+    t.devcert(&["key", "--force", "-o", "null"]).ok();
+    let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(kind.is_char_device(), "the device was replaced: {kind:?}");
+    assert_no_temp_files(&t);
+}
