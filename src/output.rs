@@ -141,11 +141,7 @@ pub fn write_file(path: &str, data: &[u8], mode: Mode, force: bool) -> Result<()
 /// Fails early when `path` exists and `force` is off, before any work is
 /// done for it; [`commit`] re-checks atomically.
 pub fn refuse_existing(path: &str, force: bool) -> Result<()> {
-    if !force
-        && path != "-"
-        && Path::new(path).symlink_metadata().is_ok()
-        && special_kind(Path::new(path)).is_none()
-    {
+    if !force && path != "-" && occupied(Path::new(path)) {
         return Err(exists_error(path));
     }
     Ok(())
@@ -263,7 +259,7 @@ pub fn write_key_and(
 /// replaced).
 pub fn commit_all(staged: Vec<Staged>, force: bool) -> Result<()> {
     refuse_duplicates(&staged)?;
-    if !force && let Some(s) = staged.iter().find(|s| s.target.symlink_metadata().is_ok()) {
+    if !force && let Some(s) = staged.iter().find(|s| occupied(&s.target)) {
         return Err(exists_error(&s.target.display().to_string()));
     }
     commit_group(staged, force)
@@ -322,7 +318,14 @@ fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
     let mut placed: Vec<(PathBuf, Option<NamedTempFile<()>>)> = Vec::new();
     for s in staged {
         let target = s.target.clone();
-        let prior = if keep { keep_aside(&target) } else { None };
+        // A device or pipe is written into: nothing to keep aside or undo
+        // (removing it on a rollback would delete the device node).
+        let special = special_kind(&target).is_some();
+        let prior = if keep && !special {
+            keep_aside(&target)
+        } else {
+            None
+        };
         if let Err(e) = rename_staged(s, force) {
             for (path, prior) in placed.into_iter().rev() {
                 match prior {
@@ -332,7 +335,9 @@ fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
             }
             return Err(e);
         }
-        placed.push((target, prior));
+        if !special {
+            placed.push((target, prior));
+        }
     }
     // Dropping the kept-aside links removes them.
     Ok(())
@@ -345,9 +350,9 @@ fn rename_staged(staged: Staged, force: bool) -> Result<()> {
         _live,
     } = staged;
     if let Some(kind) = special_kind(&target) {
-        let mut data = temp.reopen().map_err(|e| {
-            Error::io("cannot write output", &target.display().to_string(), &e)
-        })?;
+        let mut data = temp
+            .reopen()
+            .map_err(|e| Error::io("cannot write output", &target.display().to_string(), &e))?;
         return write_special(&target, kind, &mut data);
     }
     let result = if force {
@@ -375,6 +380,12 @@ enum Special {
     Stream,
     /// A block device or socket: refused.
     Refused(&'static str),
+}
+
+/// Whether writing `path` would replace something (a file, folder or
+/// link), which needs `--force`.
+fn occupied(path: &Path) -> bool {
+    path.symlink_metadata().is_ok() && special_kind(path) != Some(Special::Stream)
 }
 
 fn special_kind(path: &Path) -> Option<Special> {

@@ -393,7 +393,10 @@ fn devices_and_fifos_are_written_into_never_replaced() {
     use std::os::unix::fs::FileTypeExt;
     let t = TestDir::new();
     let fifo = t.path("pipe");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let reader = std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap());
     t.devcert(&["key", "-o", "pipe"]).ok();
@@ -401,7 +404,14 @@ fn devices_and_fifos_are_written_into_never_replaced() {
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
     t.write("k.pem", &pem);
     t.openssl_ok(&["pkey", "-in", "k.pem", "-noout"]);
-    assert!(std::fs::symlink_metadata(t.path("pipe")).unwrap().file_type().is_fifo());
+    assert!(
+        std::fs::symlink_metadata(t.path("pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // The listing below reads every file: a FIFO would block it.
+    std::fs::remove_file(t.path("pipe")).unwrap();
 
     // A private null device (mknod needs root, as CI runs; /dev/null itself
     // is never risked in a test).
@@ -415,8 +425,16 @@ fn devices_and_fifos_are_written_into_never_replaced() {
         println!("SKIPPED: mknod needs root");
         return;
     }
-    t.devcert(&["ca", "--subject", "/CN=Null CA", "--key-out", "null", "-o", "CA.crt"])
-        .ok();
+    t.devcert(&[
+        "ca",
+        "--subject",
+        "/CN=Null CA",
+        "--key-out",
+        "null",
+        "-o",
+        "CA.crt",
+    ])
+    .ok();
     t.devcert(&["key", "-o", "null"]).ok();
     t.devcert(&["key", "--force", "-o", "null"]).ok();
     let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
