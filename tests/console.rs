@@ -1009,8 +1009,13 @@ impl Drop for Driver {
                 continue;
             };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if cmdline.split(|&b| b == 0).any(|arg| arg == needle.as_bytes()) {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            if cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == needle.as_bytes())
+            {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
     }

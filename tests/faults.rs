@@ -461,8 +461,23 @@ fn a_batch_killed_between_data_sync_and_record_is_healed_by_a_rerun() {
 /// then continued.
 #[test]
 fn signals_remove_temp_files() {
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 4] = [
         ("staged", &["key", "-o", "out/k.key"]),
+        (
+            "staged",
+            &[
+                "registry",
+                "--db",
+                "r.db",
+                "crl",
+                "--ca",
+                "CA.crt",
+                "--ca-key",
+                "CA.key",
+                "-o",
+                "out/ca.crl",
+            ],
+        ),
         (
             "staged",
             &[
@@ -498,6 +513,8 @@ fn signals_remove_temp_files() {
         for (point, args) in cases {
             let t = TestDir::new();
             t.ec_ca("CA");
+            t.devcert(&["registry", "--db", "r.db", "ca", "add", "CA.crt"])
+                .ok();
             std::fs::create_dir(t.path("out")).unwrap();
             let mut child = run_until(&t, point, args);
             let mut temps = Vec::new();

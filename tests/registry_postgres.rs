@@ -160,8 +160,11 @@ fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
     assert_eq!(serials(&inactive), want);
     // Each deactivation is one row of the audit trail, as the CLI's (psql).
     assert_eq!(
-        pg.psql(PG_DB, "SELECT count(*) FROM audit WHERE actor = 'cli' AND action = 'deactivate'")
-            .trim(),
+        pg.psql(
+            PG_DB,
+            "SELECT count(*) FROM audit WHERE actor = 'cli' AND action = 'deactivate'"
+        )
+        .trim(),
         "4"
     );
     let delete = pg.psql_cmd(PG_DB, "DELETE FROM audit");

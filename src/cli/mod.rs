@@ -76,10 +76,9 @@ enum Command {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     QUIET.store(cli.quiet, Ordering::Relaxed);
-    // Commands that write remove their temp files when interrupted. The
-    // registry's own commands are left alone: `registry serve` stops on
-    // these signals itself.
-    if !matches!(cli.command, Command::Registry(_)) {
+    // Commands that write remove their temp files when interrupted;
+    // `registry serve` stops on these signals itself.
+    if !matches!(&cli.command, Command::Registry(r) if r.serves()) {
         devcert::output::remove_temps_on_signals()?;
     }
     match cli.command {

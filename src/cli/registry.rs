@@ -271,6 +271,13 @@ struct CrlArgs {
     out: super::OutArgs,
 }
 
+impl RegistryArgs {
+    /// `registry serve`, which handles SIGTERM/SIGINT itself.
+    pub fn serves(&self) -> bool {
+        matches!(self.command, RegistryCommand::Serve(_))
+    }
+}
+
 pub fn run(a: RegistryArgs) -> Result<ExitCode> {
     let db = a.db.as_str();
     match a.command {
