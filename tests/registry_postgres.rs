@@ -503,6 +503,13 @@ fn credentials_and_bad_urls_get_clear_errors_never_the_password() {
         &["ca", "list"],
     )
     .fails_naming(&["sslmode"]);
+    // TLS demanded of a server without it.
+    reg(
+        &t,
+        &format!("{}?sslmode=require", pg.url()),
+        &["ca", "list"],
+    )
+    .fails_naming(&["does not offer TLS"]);
     // No database of that name: named, with the way to make it.
     let out =
         reg(&t, &pg.url_of("nosuch"), &["ca", "list"]).fails_naming(&["nosuch", "does not exist"]);
@@ -580,4 +587,141 @@ fn credentials_and_bad_urls_get_clear_errors_never_the_password() {
         .run()
         .ok();
     assert!(!out.stdout_str().contains(PG_PASSWORD));
+}
+
+#[test]
+fn tls_modes_against_a_server_that_requires_tls() {
+    let t = TestDir::new();
+    ca(&t, "CA");
+    ca(&t, "Other");
+    // The server's certificate, issued by devcert: names 127.0.0.1 and
+    // localhost, not 127.0.0.2 (where the server listens too).
+    t.write(
+        "server.ext",
+        "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1\n\
+         subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+    );
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "db.test",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--profile",
+        "server.ext",
+        "--out-dir",
+        "server",
+    ])
+    .ok();
+    let Some(pg) = PgServer::start_tls(&t.path("server/client.crt"), &t.path("server/client.key"))
+    else {
+        return;
+    };
+    let url = |host: &str, params: &str| {
+        format!(
+            "postgres://{PG_USER}:{PG_PASSWORD}@{host}:{}/{PG_DB}?{params}",
+            pg.port
+        )
+    };
+    let root = |file: &str| format!("sslrootcert={}", t.p(file));
+    // No ~/.postgresql/root.crt to fall back on.
+    let run = |db: &str| {
+        t.devcert_cmd()
+            .env("HOME", &t.p("."))
+            .args(["registry", "--db", db, "ca", "list", "--json"])
+            .run()
+    };
+    // Each success is one more connection in the server's log, encrypted.
+    let connected_with_tls = |db: &str| {
+        let before = pg.connections().len();
+        run(db).ok();
+        let after = pg.connections();
+        assert_eq!(after.len(), before + 1, "{after:#?}");
+        let line = after.last().unwrap();
+        assert!(
+            line.contains("SSL enabled") && line.contains("application_name=devcert"),
+            "{line}"
+        );
+    };
+    let refused = |db: &str, needles: &[&str]| {
+        let before = pg.connections().len();
+        let out = run(db).fails_naming(needles);
+        assert!(!out.stderr.contains(PG_PASSWORD), "{}", out.describe());
+        assert_eq!(pg.connections().len(), before, "no session was opened");
+        out
+    };
+    // prefer (the default) and require: TLS, the certificate unchecked.
+    connected_with_tls(&url("127.0.0.1", ""));
+    connected_with_tls(&url("127.0.0.1", "sslmode=prefer"));
+    connected_with_tls(&url("127.0.0.2", "sslmode=require"));
+    // disable against a server that takes TCP clients over TLS only.
+    let out = refused(
+        &url("127.0.0.1", "sslmode=disable"),
+        &["no pg_hba.conf entry", "sslmode=disable"],
+    );
+    assert!(out.stderr.contains("sslmode=require"), "{}", out.describe());
+    // verify-ca: the chain must lead to sslrootcert; any name.
+    connected_with_tls(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&{}", root("CA.crt")),
+    ));
+    connected_with_tls(&url(
+        "127.0.0.2",
+        &format!("sslmode=verify-ca&{}", root("CA.crt")),
+    ));
+    refused(
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&{}", root("Other.crt")),
+        ),
+        &["certificate", "not issued by", "Other.crt"],
+    );
+    // require with a root file checks the chain too (as libpq).
+    refused(
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=require&{}", root("Other.crt")),
+        ),
+        &["not issued by", "Other.crt"],
+    );
+    // verify-full: also the host name.
+    connected_with_tls(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&{}", root("CA.crt")),
+    ));
+    refused(
+        &url(
+            "127.0.0.2",
+            &format!("sslmode=verify-full&{}", root("CA.crt")),
+        ),
+        &["certificate", "127.0.0.2"],
+    );
+    refused(
+        &url("127.0.0.1", "sslmode=verify-full"),
+        &["root certificates"],
+    );
+    // The connections were real TLS sessions, seen from the server:
+    // pg_stat_ssl of a session over TLS (psql over TCP) says so.
+    let out = Cmd::new(t.root(), pg_bin().unwrap().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&{}", root("CA.crt")),
+            ),
+        ])
+        .run()
+        .ok();
+    assert!(
+        out.stdout_str().starts_with("t|TLSv1."),
+        "{}",
+        out.describe()
+    );
 }

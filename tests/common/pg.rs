@@ -174,12 +174,58 @@ pub struct PgServer {
     root: PathBuf,
     child: Option<Child>,
     pub port: u16,
+    /// Settings beyond the common ones (TLS), kept across restarts.
+    extra: Vec<String>,
 }
 
 impl PgServer {
     /// A fresh server with an empty `registry` database, or `None` when
     /// PostgreSQL is missing outside CI.
     pub fn start() -> Option<PgServer> {
+        PgServer::start_with(|_, _| {}, &[])
+    }
+
+    /// A fresh server speaking TLS with this certificate and key (PEM),
+    /// listening on 127.0.0.1 and 127.0.0.2, whose TCP clients must use TLS
+    /// (`hostssl` only) and whose log says of each connection whether it
+    /// is encrypted ([`PgServer::connections`]).
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<PgServer> {
+        PgServer::start_with(
+            |data, owner| {
+                for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                    let to = data.join(to);
+                    std::fs::copy(from, &to).expect("copy the TLS files");
+                    // PostgreSQL refuses a key others can read.
+                    std::fs::set_permissions(
+                        &to,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                    )
+                    .unwrap();
+                    chown(&to, owner);
+                }
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n",
+                )
+                .unwrap();
+            },
+            &[
+                "-c",
+                "ssl=on",
+                "-c",
+                "log_connections=on",
+                "-h",
+                "127.0.0.1,127.0.0.2",
+            ],
+        )
+    }
+
+    /// A copy of the template, changed by `setup(data_dir, owner)`, started
+    /// with `extra` arguments.
+    fn start_with(
+        setup: impl FnOnce(&Path, Option<(u32, u32)>),
+        extra: &[&str],
+    ) -> Option<PgServer> {
         let bin = pg_bin()?;
         let owner = run_as();
         let template = template(&bin, owner);
@@ -196,27 +242,36 @@ impl PgServer {
             .status()
             .expect("run cp");
         assert!(ok.success(), "cannot copy the template cluster");
-        let mut s = PgServer::start_in(&bin, owner, dir.path().to_path_buf());
+        setup(&dir.path().join("data"), owner);
+        let mut s = PgServer::new_in(&bin, owner, dir.path().to_path_buf());
+        s.extra = extra.iter().map(|a| a.to_string()).collect();
+        s.restart();
         s._dir = Some(dir);
         Some(s)
     }
 
     fn start_in(bin: &Path, owner: Option<(u32, u32)>, root: PathBuf) -> PgServer {
+        let mut s = PgServer::new_in(bin, owner, root);
+        s.restart();
+        s
+    }
+
+    /// A server of the cluster in `root/data`, not started yet.
+    fn new_in(bin: &Path, owner: Option<(u32, u32)>, root: PathBuf) -> PgServer {
         let sock = root.join("sock");
         if !sock.exists() {
             std::fs::create_dir(&sock).unwrap();
             chown(&sock, owner);
         }
-        let mut s = PgServer {
+        PgServer {
             bin: bin.to_path_buf(),
             owner,
             _dir: None,
             root,
             child: None,
             port: 0,
-        };
-        s.restart();
-        s
+            extra: Vec::new(),
+        }
     }
 
     /// Starts the server (again) on a free port, its own one if it had one.
@@ -234,6 +289,8 @@ impl PgServer {
                 .arg("-k")
                 .arg(self.root.join("sock"))
                 .args(["-p", &self.port.to_string(), "-h", "127.0.0.1"])
+                // Later settings win: `extra` may listen elsewhere.
+                .args(&self.extra)
                 // A test server: durability is not under test, speed is welcome.
                 .args([
                     "-c",
@@ -347,6 +404,17 @@ impl PgServer {
             out.describe()
         );
         out.stdout_str()
+    }
+
+    /// The server log's `connection authorized` lines, in order (with
+    /// `log_connections`, each says whether TLS was used: `SSL enabled`).
+    pub fn connections(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root.join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("connection authorized"))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn socket_dir(&self) -> PathBuf {

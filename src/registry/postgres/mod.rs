@@ -119,8 +119,21 @@ fn connect(s: &Settings, busy: Duration) -> StoreResult<Client> {
             .hint("is it a PostgreSQL server? (connect_timeout=N in the URL sets the wait)")
         })?;
     client.map_err(|e| {
+        if let Some(err) = tls::explain(&e, s, &hosts) {
+            return err;
+        }
+        let no_tls = s.sslmode == settings::SslMode::Disable
+            && e.as_db_error().is_some_and(|db| {
+                *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                    && db.message().contains("no encryption")
+            });
         let err = pg_error(e);
-        if err.hint.is_none() && !err.why.contains("password") {
+        if no_tls {
+            StoreError {
+                why: format!("cannot connect to {hosts} with sslmode=disable: {}", err.why),
+                hint: Some("the server takes this connection over TLS only: use sslmode=require (better verify-full with sslrootcert)".into()),
+            }
+        } else if err.hint.is_none() && !err.why.contains("password") {
             StoreError {
                 why: format!("cannot connect to {hosts}: {}", err.why),
                 hint: Some("is the server running and accepting TCP connections there?".into()),

@@ -170,3 +170,61 @@ impl ServerCertVerifier for AnyName {
         self.0.supported_verify_schemes()
     }
 }
+
+/// A failed TLS connection in the user's terms: which check refused the
+/// server (its chain, its name, its dates) or that the server speaks no
+/// TLS; `None` when `e` is no TLS failure.
+pub fn explain(e: &postgres::Error, s: &Settings, hosts: &str) -> Option<StoreError> {
+    let root = s.sslrootcert.as_deref().unwrap_or("~/.postgresql/root.crt");
+    let Some(tls) = rustls_error(e) else {
+        let no_tls = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.to_string().contains("server does not support TLS"));
+        return no_tls.then(|| {
+            StoreError::new(format!(
+                "cannot connect to {hosts}: the server does not offer TLS, and sslmode requires it"
+            ))
+            .hint("turn on ssl in the server's postgresql.conf, or (on a trusted network only) use sslmode=prefer")
+        });
+    };
+    let err = match tls {
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => StoreError::new(format!(
+            "the server's certificate at {hosts} does not name that host (sslmode=verify-full)"
+        ))
+        .hint("connect by a name or address in the certificate's subjectAltName"),
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => StoreError::new(format!(
+            "the server's certificate at {hosts} is not issued by a CA in sslrootcert {root}"
+        ))
+        .hint("give the CA that issued the server's certificate as sslrootcert"),
+        rustls::Error::InvalidCertificate(why) => StoreError::new(format!(
+            "the server's certificate at {hosts} is refused: {why:?}"
+        )),
+        other => StoreError::new(format!(
+            "cannot connect to {hosts}: TLS handshake failed: {other}"
+        )),
+    };
+    Some(err)
+}
+
+/// The rustls error under a connection error, if any (tokio-rustls wraps
+/// it in an `io::Error`, whose `source()` skips it).
+fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
