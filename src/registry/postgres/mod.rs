@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator as _;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Statement};
 
 use super::store::{
@@ -55,12 +55,8 @@ impl PgStore {
             )),
             _ => e,
         })?;
-        if create {
-            schema::migrate(&mut client)?;
-        } else if schema::version(&mut client)?.is_none() {
+        if !schema::open(&mut client, create)? {
             return Ok(None);
-        } else {
-            schema::migrate(&mut client)?;
         }
         Ok(Some(PgStore {
             client: RefCell::new(client),
@@ -341,7 +337,7 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query(
+            .query_typed(
                 "SELECT id, serial, subject, ski, not_before, not_after, registered_at, devices
                  FROM cas ORDER BY id",
                 &[],
@@ -368,7 +364,7 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query("SELECT id, serial, der FROM cas ORDER BY id", &[])
+            .query_typed("SELECT id, serial, der FROM cas ORDER BY id", &[])
             .map_err(pg_error)?;
         Ok(rows
             .iter()
@@ -380,7 +376,10 @@ impl Store for PgStore {
         let row = self
             .client
             .borrow_mut()
-            .query_opt("SELECT id FROM cas WHERE fingerprint = $1", &[&fingerprint])
+            .query_typed_opt(
+                "SELECT id FROM cas WHERE fingerprint = $1",
+                &[(&fingerprint, Type::BYTEA)],
+            )
             .map_err(pg_error)?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -389,7 +388,7 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query("SELECT id, fingerprint FROM cas ORDER BY id", &[])
+            .query_typed("SELECT id, fingerprint FROM cas ORDER BY id", &[])
             .map_err(pg_error)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
@@ -401,22 +400,38 @@ impl Store for PgStore {
         each: &mut dyn FnMut(DeviceRecord) -> bool,
     ) -> StoreResult<()> {
         let mut sql = format!("{DEVICE_LIST} WHERE true");
-        let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>| {
-            args.push(v);
+        // Typed parameters: one round trip, no statement prepared.
+        let mut args: Vec<(Box<dyn ToSql + Sync>, Type)> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>, ty: Type| {
+            args.push((v, ty));
             sql.push_str(&clause.replace('?', &format!("${}", args.len())));
         };
         if let Some(s) = &q.serial {
-            arg(&mut sql, " AND d.serial = ?", Box::new(s.clone()));
+            arg(
+                &mut sql,
+                " AND d.serial = ?",
+                Box::new(s.clone()),
+                Type::TEXT,
+            );
         }
         if let Some(ids) = ca_ids {
-            arg(&mut sql, " AND d.ca_id = ANY(?)", Box::new(ids.to_vec()));
+            arg(
+                &mut sql,
+                " AND d.ca_id = ANY(?)",
+                Box::new(ids.to_vec()),
+                Type::INT8_ARRAY,
+            );
         }
         if let Some(st) = q.status {
-            arg(&mut sql, " AND d.status = ?", Box::new(st.as_str()));
+            arg(
+                &mut sql,
+                " AND d.status = ?",
+                Box::new(st.as_str()),
+                Type::TEXT,
+            );
         }
         if let Some(cn) = &q.cn {
-            arg(&mut sql, " AND d.cn = ?", Box::new(cn.clone()));
+            arg(&mut sql, " AND d.cn = ?", Box::new(cn.clone()), Type::TEXT);
         }
         if let Some(text) = &q.subject_contains {
             // ASCII case only, as SQLite's lower().
@@ -424,6 +439,7 @@ impl Store for PgStore {
                 &mut sql,
                 " AND strpos(lower(d.subject COLLATE \"C\"), lower(? COLLATE \"C\")) > 0",
                 Box::new(text.clone()),
+                Type::TEXT,
             );
         }
         if let Some(after) = &q.after {
@@ -432,14 +448,20 @@ impl Store for PgStore {
                 &mut sql,
                 " AND d.id > (SELECT id FROM devices WHERE serial = ?)",
                 Box::new(after.clone()),
+                Type::TEXT,
             );
         }
         // LIMIT NULL is no limit.
         let limit = q.limit.map(|l| l.min(i64::MAX as u64) as i64);
-        arg(&mut sql, " ORDER BY d.id LIMIT ?", Box::new(limit));
+        arg(
+            &mut sql,
+            " ORDER BY d.id LIMIT ?",
+            Box::new(limit),
+            Type::INT8,
+        );
         let mut client = self.client.borrow_mut();
         let mut rows = client
-            .query_raw(&sql, args.iter().map(|a| a.as_ref()))
+            .query_typed_raw(&sql, args.iter().map(|(a, ty)| (a.as_ref(), ty.clone())))
             .map_err(pg_error)?;
         while let Some(r) = rows.next().map_err(pg_error)? {
             if !each(device_record(&r)) {
@@ -453,10 +475,10 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query(
+            .query_typed(
                 "SELECT at, actor, action, serial FROM audit WHERE serial = $1
                  ORDER BY id DESC LIMIT $2",
-                &[&serial, &i64::from(limit)],
+                &[(&serial, Type::TEXT), (&i64::from(limit), Type::INT8)],
             )
             .map_err(pg_error)?;
         Ok(rows
@@ -474,7 +496,10 @@ impl Store for PgStore {
         let row = self
             .client
             .borrow_mut()
-            .query_opt(&format!("{DEVICE_LIST} WHERE d.serial = $1"), &[&serial])
+            .query_typed_opt(
+                &format!("{DEVICE_LIST} WHERE d.serial = $1"),
+                &[(&serial, Type::TEXT)],
+            )
             .map_err(pg_error)?;
         Ok(row.as_ref().map(device_record))
     }
@@ -483,9 +508,9 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query(
+            .query_typed(
                 &format!("SELECT {DEVICE_ROW_COLUMNS} FROM devices WHERE serial = ANY($1)"),
-                &[&serials],
+                &[(&serials, Type::TEXT_ARRAY)],
             )
             .map_err(pg_error)?;
         Ok(rows.iter().map(device_row).collect())
@@ -495,10 +520,10 @@ impl Store for PgStore {
         let rows = self
             .client
             .borrow_mut()
-            .query(
+            .query_typed(
                 "SELECT r.serial, r.reason FROM revocations r WHERE r.serial = ANY($1)
                  AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.serial = r.serial)",
-                &[&serials],
+                &[(&serials, Type::TEXT_ARRAY)],
             )
             .map_err(pg_error)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -547,21 +572,21 @@ impl Tx for PgTx<'_> {
         // does nothing.
         let row = self
             .tx
-            .query_opt(
+            .query_typed_opt(
                 "INSERT INTO cas (serial, subject, ski, not_before, not_after, registered_at, fingerprint, der, crl_number)
                  SELECT $1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, $7::bytea, $8::bytea, $9::bigint
                  WHERE NOT EXISTS (SELECT 1 FROM serials WHERE serial = $1::text)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
-                    &ca.serial,
-                    &ca.subject,
-                    &ca.ski,
-                    &ca.not_before,
-                    &ca.not_after,
-                    &ca.registered_at,
-                    &ca.fingerprint,
-                    &ca.der,
-                    &ca.crl_number,
+                    (&ca.serial, Type::TEXT),
+                    (&ca.subject, Type::TEXT),
+                    (&ca.ski, Type::TEXT),
+                    (&ca.not_before, Type::INT8),
+                    (&ca.not_after, Type::INT8),
+                    (&ca.registered_at, Type::INT8),
+                    (&ca.fingerprint, Type::BYTEA),
+                    (&ca.der, Type::BYTEA),
+                    (&ca.crl_number, Type::INT8),
                 ],
             )
             .map_err(pg_error)?;
@@ -596,12 +621,16 @@ impl Tx for PgTx<'_> {
     fn set_status(&mut self, serial: &str, status: Status, at: i64) -> StoreResult<bool> {
         let n = self
             .tx
-            .execute(
+            .execute_typed(
                 // Keep the first deactivation time when deactivated twice.
                 "UPDATE devices SET status = $2,
                      deactivated_at = CASE WHEN $2 = 'inactive' THEN coalesce(deactivated_at, $3) END
                  WHERE serial = $1 AND status <> 'revoked'",
-                &[&serial, &status.as_str(), &at],
+                &[
+                    (&serial, Type::TEXT),
+                    (&status.as_str(), Type::TEXT),
+                    (&at, Type::INT8),
+                ],
             )
             .map_err(pg_error)?;
         Ok(n == 1)
@@ -609,15 +638,19 @@ impl Tx for PgTx<'_> {
 
     fn revoke(&mut self, serial: &str, reason: &str, at: i64) -> StoreResult<()> {
         self.tx
-            .execute(
+            .execute_typed(
                 "INSERT INTO revocations (serial, ca_id, subject, reason, revoked_at)
                  SELECT serial, ca_id, subject, $2, $3 FROM devices WHERE serial = $1",
-                &[&serial, &reason, &at],
+                &[
+                    (&serial, Type::TEXT),
+                    (&reason, Type::TEXT),
+                    (&at, Type::INT8),
+                ],
             )
             .and_then(|_| {
-                self.tx.execute(
+                self.tx.execute_typed(
                     "UPDATE devices SET status = 'revoked' WHERE serial = $1",
-                    &[&serial],
+                    &[(&serial, Type::TEXT)],
                 )
             })
             .map(drop)
@@ -627,17 +660,23 @@ impl Tx for PgTx<'_> {
     fn insert_revocation(&mut self, r: &Revocation) -> StoreResult<bool> {
         let n = self
             .tx
-            .execute(
+            .execute_typed(
                 "INSERT INTO revocations (serial, ca_id, subject, reason, revoked_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&r.serial, &r.ca_id, &r.subject, &r.reason, &r.revoked_at],
+                &[
+                    (&r.serial, Type::TEXT),
+                    (&r.ca_id, Type::INT8),
+                    (&r.subject, Type::TEXT),
+                    (&r.reason, Type::TEXT),
+                    (&r.revoked_at, Type::INT8),
+                ],
             )
             .map_err(pg_error)?;
         // A revoked and deleted device's serial stays taken.
         self.tx
-            .execute(
+            .execute_typed(
                 "INSERT INTO serials VALUES ($1, 'device') ON CONFLICT DO NOTHING",
-                &[&r.serial],
+                &[(&r.serial, Type::TEXT)],
             )
             .map_err(pg_error)?;
         Ok(n == 1)
@@ -646,16 +685,24 @@ impl Tx for PgTx<'_> {
     fn delete_device(&mut self, serial: &str) -> StoreResult<bool> {
         let n = self
             .tx
-            .execute("DELETE FROM devices WHERE serial = $1", &[&serial])
+            .execute_typed(
+                "DELETE FROM devices WHERE serial = $1",
+                &[(&serial, Type::TEXT)],
+            )
             .map_err(pg_error)?;
         Ok(n == 1)
     }
 
     fn audit(&mut self, row: &AuditRow) -> StoreResult<()> {
         self.tx
-            .execute(
+            .execute_typed(
                 "INSERT INTO audit (at, actor, action, serial) VALUES ($1, $2, $3, $4)",
-                &[&row.at, &row.actor, &row.action, &row.serial],
+                &[
+                    (&row.at, Type::INT8),
+                    (&row.actor, Type::TEXT),
+                    (&row.action, Type::TEXT),
+                    (&row.serial, Type::TEXT),
+                ],
             )
             .map(drop)
             .map_err(pg_error)
@@ -663,11 +710,11 @@ impl Tx for PgTx<'_> {
 
     fn record_connection(&mut self, serial: &str, at: i64) -> StoreResult<()> {
         self.tx
-            .execute(
+            .execute_typed(
                 "UPDATE devices SET first_connected_at = coalesce(first_connected_at, $2),
                      last_connected_at = greatest(coalesce(last_connected_at, $2), $2)
                  WHERE serial = $1",
-                &[&serial, &at],
+                &[(&serial, Type::TEXT), (&at, Type::INT8)],
             )
             .map(drop)
             .map_err(pg_error)
@@ -677,16 +724,16 @@ impl Tx for PgTx<'_> {
         // Lock the issuer's rows first: two CRLs made at once get two numbers.
         let rows = self
             .tx
-            .query(
+            .query_typed(
                 "SELECT crl_number FROM cas WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&ids],
+                &[(&ids, Type::INT8_ARRAY)],
             )
             .map_err(pg_error)?;
         let next = rows.iter().map(|r| r.get::<_, i64>(0)).max().unwrap_or(0) + 1;
         self.tx
-            .execute(
+            .execute_typed(
                 "UPDATE cas SET crl_number = $2 WHERE id = ANY($1)",
-                &[&ids, &next],
+                &[(&ids, Type::INT8_ARRAY), (&next, Type::INT8)],
             )
             .map_err(pg_error)?;
         Ok(next)
@@ -694,9 +741,9 @@ impl Tx for PgTx<'_> {
 
     fn raise_crl_number(&mut self, ca_id: i64, n: i64) -> StoreResult<()> {
         self.tx
-            .execute(
+            .execute_typed(
                 "UPDATE cas SET crl_number = greatest(crl_number, $2) WHERE id = $1",
-                &[&ca_id, &n],
+                &[(&ca_id, Type::INT8), (&n, Type::INT8)],
             )
             .map(drop)
             .map_err(pg_error)
@@ -709,17 +756,17 @@ impl Tx for PgTx<'_> {
     ) -> StoreResult<Vec<(String, i64, Option<String>)>> {
         let held = self
             .tx
-            .query(
+            .query_typed(
                 "SELECT serial, coalesce(deactivated_at, $2) FROM devices
                  WHERE ca_id = ANY($1) AND status = 'inactive' ORDER BY id",
-                &[&ids, &now],
+                &[(&ids, Type::INT8_ARRAY), (&now, Type::INT8)],
             )
             .map_err(pg_error)?;
         let revoked = self
             .tx
-            .query(
+            .query_typed(
                 "SELECT serial, revoked_at, reason FROM revocations WHERE ca_id = ANY($1) ORDER BY id",
-                &[&ids],
+                &[(&ids, Type::INT8_ARRAY)],
             )
             .map_err(pg_error)?;
         Ok(held
@@ -732,7 +779,7 @@ impl Tx for PgTx<'_> {
     fn is_empty(&mut self) -> StoreResult<bool> {
         let row = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "SELECT NOT EXISTS (SELECT 1 FROM cas) AND NOT EXISTS (SELECT 1 FROM devices)
                      AND NOT EXISTS (SELECT 1 FROM revocations)",
                 &[],
@@ -744,7 +791,7 @@ impl Tx for PgTx<'_> {
     fn ca_rows(&mut self) -> StoreResult<Vec<(i64, CaRow)>> {
         let rows = self
             .tx
-            .query(
+            .query_typed(
                 "SELECT id, serial, subject, ski, not_before, not_after, registered_at, fingerprint, der, crl_number
                  FROM cas ORDER BY id",
                 &[],
@@ -774,11 +821,11 @@ impl Tx for PgTx<'_> {
     fn device_rows(&mut self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, DeviceRow)>> {
         let rows = self
             .tx
-            .query(
+            .query_typed(
                 &format!(
                     "SELECT {DEVICE_ROW_COLUMNS}, id FROM devices WHERE id > $1 ORDER BY id LIMIT $2"
                 ),
-                &[&after_id, &i64::from(limit)],
+                &[(&after_id, Type::INT8), (&i64::from(limit), Type::INT8)],
             )
             .map_err(pg_error)?;
         Ok(rows.iter().map(|r| (r.get(12), device_row(r))).collect())
@@ -787,7 +834,7 @@ impl Tx for PgTx<'_> {
     fn revocations(&mut self) -> StoreResult<Vec<Revocation>> {
         let rows = self
             .tx
-            .query(
+            .query_typed(
                 "SELECT serial, ca_id, subject, reason, revoked_at FROM revocations ORDER BY id",
                 &[],
             )

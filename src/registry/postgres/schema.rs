@@ -4,7 +4,8 @@
 //! transaction under an advisory lock, so many hosts opening a fresh
 //! database at once migrate it exactly once.
 
-use postgres::{Client, GenericClient};
+use postgres::error::SqlState;
+use postgres::{Client, GenericClient, SimpleQueryMessage};
 
 use super::super::schema::VERSION;
 use super::super::store::{StoreError, StoreResult};
@@ -121,7 +122,7 @@ const MIGRATIONS: [&str; VERSION as usize] = [
 const MIGRATION_LOCK: i64 = 0x6465_7663_6572_7431;
 
 /// The schema version, `None` when the database has no devcert schema.
-pub fn version(client: &mut impl GenericClient) -> StoreResult<Option<i64>> {
+fn version(client: &mut impl GenericClient) -> StoreResult<Option<i64>> {
     // A query of the catalog, not to_regclass(): the catalog cache of a
     // session that waited on the migration lock may not show the table
     // another session has just created.
@@ -142,9 +143,35 @@ pub fn version(client: &mut impl GenericClient) -> StoreResult<Option<i64>> {
     Ok(Some(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0)))
 }
 
+/// Checks the schema of a new connection in one round trip (a simple
+/// query, nothing prepared), migrating it when older (and creating it
+/// when `create`); `false` when the database holds no devcert registry
+/// and `create` is not set.
+pub fn open(client: &mut Client, create: bool) -> StoreResult<bool> {
+    let found = match client.simple_query("SELECT version FROM devcert_schema") {
+        Ok(messages) => Some(
+            messages
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i64>().ok(),
+                    _ => None,
+                })
+                .unwrap_or(0),
+        ),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(e) => return Err(pg_error(e)),
+    };
+    match found {
+        Some(v) if v == VERSION => Ok(true),
+        Some(v) if v > VERSION => Err(StoreError::too_new(v)),
+        None if !create => Ok(false),
+        _ => migrate(client).map(|()| true),
+    }
+}
+
 /// Brings the schema up to [`VERSION`], creating it in a database that
 /// has no tables yet.
-pub fn migrate(client: &mut Client) -> StoreResult<()> {
+fn migrate(client: &mut Client) -> StoreResult<()> {
     match version(client)? {
         Some(v) if v == VERSION => return Ok(()),
         Some(v) if v > VERSION => return Err(StoreError::too_new(v)),
