@@ -8,14 +8,14 @@
 
 With --postgres, a throw-away PostgreSQL server is started (initdb in a temp
 folder, as the `postgres` user when run as root, 127.0.0.1 on a free port)
-and stopped afterwards; rows are loaded with COPY.
+and stopped afterwards; devices are loaded through `registry import` (timed).
 
 devcert creates the database (`registry ca add`, so the schema is the real
 one); the device rows are then bulk-inserted with Python's sqlite3 (one
 transaction), which is far quicker than issuing a million certificates.
 Each figure is a whole process (start-up included), median of several runs.
 """
-import argparse, contextlib, glob, os, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, glob, json, os, shutil, signal, socket, sqlite3, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,36 +130,32 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
-# COPY's text format: NULL, and a bytea in hex.
-NULL, BYTEA = "\\N", "\\\\x"
-
-
-def fill_pg(psql, ca_id, n, held, prefix):
-    """As fill(), through COPY. Row triggers are off while loading (one
-    counter row updated a million times in one transaction is quadratic);
-    counts and claimed serials are then set in one statement each."""
-    now = int(time.time())
+def fill_pg(work, url, ca_serial, n, held, prefix):
+    """As fill(), through `devcert registry import --merge` of a JSON Lines
+    file (the real path: multi-row inserts, the schema's triggers on)."""
+    export = run(["registry", "--db", url, "export"], work, subprocess.PIPE).stdout.decode().splitlines()
+    head = [l for l in export if '"type":"header"' in l or '"type":"ca"' in l]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 365 * 86400))
     serials = []
-    proc = subprocess.Popen(psql + ["-1", "-f", "-"], stdin=subprocess.PIPE, text=True)
-    proc.stdin.write("SET session_replication_role = replica;\n"
-                     "COPY devices (serial, ca_id, subject, cn, status, not_before, not_after, registered_at,"
-                     " fingerprint, deactivated_at) FROM STDIN;\n")
-    for i in range(n):
-        s = serial()
-        if i % max(1, n // 1000) == 0:
-            serials.append(s)
-        inactive = i < held
-        status, deactivated = ("inactive", str(now)) if inactive else ("active", NULL)
-        proc.stdin.write("\t".join([s, str(ca_id), f"CN={prefix}{i:07d}", f"{prefix}{i:07d}", status, str(now),
-                                    str(now + 365 * 86400), str(now), BYTEA + os.urandom(32).hex(), deactivated]) + "\n")
-    proc.stdin.write("\\.\n"
-                     f"INSERT INTO serials SELECT serial, 'device' FROM devices WHERE ca_id = {ca_id};\n"
-                     f"UPDATE cas SET devices = (SELECT count(*) FROM devices WHERE ca_id = {ca_id}) WHERE id = {ca_id};\n")
-    proc.stdin.close()
-    if proc.wait() != 0:
-        sys.exit("COPY failed")
-    subprocess.run(psql + ["-c", "VACUUM ANALYZE"], check=True)
-    return serials
+    path = os.path.join(work, f"{prefix}import.jsonl")
+    with open(path, "w") as f:
+        f.write("\n".join(head) + "\n")
+        for i in range(n):
+            s = serial()
+            if i % max(1, n // 1000) == 0:
+                serials.append(s)
+            inactive = i < held
+            f.write(json.dumps({"type": "device", "serial": s, "ca_serial": ca_serial, "subject": f"CN={prefix}{i:07d}",
+                                "status": "inactive" if inactive else "active", "not_before": stamp,
+                                "not_after": until, "registered_at": stamp,
+                                "deactivated_at": stamp if inactive else None, "fingerprint": os.urandom(32).hex(),
+                                "first_connected_at": None, "last_connected_at": None}) + "\n")
+    t = time.perf_counter()
+    run(["registry", "--db", url, "import", "--merge", path], work)
+    took = time.perf_counter() - t
+    os.remove(path)
+    return serials, took
 
 
 def batch_rate(work, count, extra):
@@ -212,23 +208,32 @@ def pg_main(args):
         with postgres_server() as (url, psql):
             ca1 = ca(work, "CA", url)
             ca2 = ca(work, "CA2", url)
-            t = time.perf_counter()
-            picks = fill_pg(psql, 1, n, held, "dev-")
-            fill_pg(psql, 2, n2, 0, "other-")
-            fill_s = time.perf_counter() - t
+            picks, import_s = fill_pg(work, url, ca1, n, held, "dev-")
+            _, import2_s = fill_pg(work, url, ca2, n2, 0, "other-")
+            subprocess.run(psql + ["-c", "VACUUM ANALYZE"], check=True)
             size = subprocess.run(psql + ["-At", "-c", "SELECT pg_size_pretty(pg_database_size('registry'))"],
                                   capture_output=True, text=True, check=True).stdout.strip()
             fs = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
             print(f"\n[registry, PostgreSQL] {n:,} devices of one CA ({held:,} inactive) + {n2:,} of another,"
-                  f" loaded in {fill_s:.1f} s, {size}; work dir on {fs}")
+                  f" {size}; work dir on {fs}")
+            print(f"  registry import --merge ({n:,} devices, one transaction): {import_s:8.1f} s"
+                  f" ({n / import_s:,.0f} devices/s); {n2:,} more: {import2_s:.1f} s")
             query_figures(url, work, picks, ca1, ca2, held, n2, reps)
             count = 200 if args.smoke else 2_000
-            plain = batch_rate(work, count, [])
-            sqlite_rate = batch_rate(work, count, ["--registry", os.path.join(work, "batch.db")])
-            pg_rate = batch_rate(work, count, ["--registry", url])
-            print(f"  batch --count {count} (EC, on {fs}), devices/s: without registry {plain:,.0f};"
+            # Disk speed drifts: the three side by side, several rounds, medians.
+            rounds = 1 if args.smoke else 5
+            rates = {"none": [], "file": [], "url": []}
+            for r in range(rounds):
+                rates["none"].append(batch_rate(work, count, []))
+                rates["file"].append(batch_rate(work, count, ["--registry", os.path.join(work, f"batch{r}.db")]))
+                rates["url"].append(batch_rate(work, count, ["--registry", url]))
+            plain, sqlite_rate, pg_rate = (statistics.median(rates[k]) for k in ("none", "file", "url"))
+            print(f"  batch --count {count} (EC, on {fs}), devices/s, median of {rounds}: without registry {plain:,.0f};"
                   f" --registry FILE.db {sqlite_rate:,.0f} ({sqlite_rate / plain:.2f}x);"
                   f" --registry URL {pg_rate:,.0f} ({pg_rate / plain:.2f}x)")
+            if rounds > 1:
+                print("    each round, without / FILE.db / URL: " + "; ".join(
+                    f"{a:,.0f} / {b:,.0f} / {c:,.0f}" for a, b, c in zip(rates["none"], rates["file"], rates["url"])))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

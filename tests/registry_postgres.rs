@@ -725,3 +725,79 @@ fn tls_modes_against_a_server_that_requires_tls() {
         out.describe()
     );
 }
+
+#[test]
+fn large_import_is_all_or_nothing_across_insert_chunks() {
+    let Some(pg) = PgServer::start() else { return };
+    let t = TestDir::new();
+    ca(&t, "CA");
+    reg(&t, "ca.db", &["ca", "add", "CA.crt"]).ok();
+    let head = reg(&t, "ca.db", &["export"]).ok().stdout_str();
+    let ca_serial = openssl_serial(&t, "CA.crt");
+    let device = |i: usize, status: &str| {
+        format!(
+            r#"{{"type":"device","serial":"7A{i:038X}","ca_serial":"{ca_serial}","subject":"CN=dev-{i}","status":"{status}","not_before":"2026-01-01T00:00:00Z","not_after":"2027-01-01T00:00:00Z","registered_at":"2026-01-01T00:00:00Z","deactivated_at":null,"fingerprint":"{i:064x}","first_connected_at":null,"last_connected_at":null}}"#
+        )
+    };
+    // More devices than one multi-row insert takes (10,000).
+    let n = 25_000;
+    let mut lines: Vec<String> = head.lines().map(str::to_string).collect();
+    lines.extend((0..n).map(|i| device(i, "active")));
+    t.write("big.jsonl", lines.join("\n") + "\n");
+    // The same serial twice, the second with other data, in a later chunk.
+    lines.push(device(3, "inactive"));
+    t.write("clash.jsonl", lines.join("\n") + "\n");
+    let url = pg.url();
+    reg(&t, &url, &["import", "clash.jsonl"]).fails_naming(&[
+        &format!("clash.jsonl:{}", n + 3),
+        &format!("7A{:038X}", 3),
+        "other data",
+    ]);
+    let count = |sql: &str| pg.psql(PG_DB, sql).trim().to_string();
+    assert_eq!(count("SELECT count(*) FROM devices"), "0", "nothing kept");
+    assert_eq!(count("SELECT count(*) FROM serials"), "0");
+    // The same line twice is one device.
+    lines.pop();
+    lines.push(device(3, "active"));
+    t.write("twice.jsonl", lines.join("\n") + "\n");
+    let out = reg(&t, &url, &["import", "twice.jsonl"]).ok();
+    assert!(
+        out.stderr
+            .contains(&format!("imported 1 CA(s) and {n} device(s)"))
+            && out.stderr.contains("1 already there"),
+        "{}",
+        out.describe()
+    );
+    // Counts and serial claims kept by the database, checked with psql.
+    assert_eq!(count("SELECT devices FROM cas"), n.to_string());
+    assert_eq!(count("SELECT count(*) FROM serials"), (n + 1).to_string());
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM devices d JOIN serials s USING (serial) WHERE s.owner = 'device'"
+        ),
+        n.to_string()
+    );
+    // One device deleted, one added by the CLI: the count follows.
+    reg(&t, &url, &["device", "delete", &format!("7A{:038X}", 7)]).ok();
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "late",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--out-dir",
+        "late",
+        "--registry",
+        &url,
+    ])
+    .ok();
+    let cas: Value =
+        serde_json::from_slice(&reg(&t, &url, &["ca", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(cas[0]["devices"], n);
+    assert_eq!(count("SELECT count(*) FROM devices"), n.to_string());
+    // SQLite takes the same file the same way.
+    reg(&t, "big.db", &["import", "big.jsonl"]).ok();
+    assert_eq!(list(&t, "big.db").as_array().unwrap().len(), n);
+}

@@ -60,9 +60,15 @@ impl Registry {
         let (mut tx, fail) = self.write_tx(what)?;
         let mut out = Vec::with_capacity(certs.len());
         let t = now();
-        for c in certs {
-            let row = CertRow::entering(c, what)?;
-            if tx.insert_device(&row.device(ca_id, t)).map_err(&fail)? {
+        let rows = certs
+            .iter()
+            .map(|c| CertRow::entering(c, what))
+            .collect::<Result<Vec<_>>>()?;
+        let devices: Vec<_> = rows.iter().map(|row| row.device(ca_id, t)).collect();
+        // All in one statement where the store can (a batch's chunk).
+        let inserted = tx.insert_devices(&devices).map_err(&fail)?;
+        for ((c, row), new) in certs.iter().zip(&rows).zip(inserted) {
+            if new {
                 if let Some(actor) = actor {
                     super::audit::record(&mut *tx, actor, "register", &row.serial)
                         .map_err(&fail)?;

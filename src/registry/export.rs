@@ -13,7 +13,7 @@ use std::io::{BufRead, Write};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use super::store::{CaRow, DeviceRow, Revocation, StoreError};
+use super::store::{CaRow, DeviceRow, Revocation, StoreError, Tx};
 use super::{Registry, Status, rfc3339};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -164,6 +164,8 @@ impl Registry {
         }
         let mut counts = Counts::default();
         let mut ca_ids: HashMap<String, i64> = HashMap::new();
+        // Device rows go in many at a time; each keeps its line number.
+        let mut pending: Vec<(usize, DeviceRow)> = Vec::new();
         let mut text = String::new();
         let mut n = 0usize;
         loop {
@@ -171,6 +173,9 @@ impl Registry {
             let read = input
                 .read_line(&mut text)
                 .map_err(|e| Error::io(what, in_label, &e))?;
+            if read == 0 || pending.len() >= PENDING {
+                add_pending(&mut *tx, &mut pending, &mut counts, in_label, &fail)?;
+            }
             if read == 0 {
                 break;
             }
@@ -182,6 +187,11 @@ impl Registry {
             }
             let line: Line = serde_json::from_str(&text)
                 .map_err(|e| bad(format!("not a registry export line ({e})")))?;
+            if !matches!(line, Line::Device { .. }) {
+                // CAs and revocations claim serials too: the devices read
+                // before them go in first.
+                add_pending(&mut *tx, &mut pending, &mut counts, in_label, &fail)?;
+            }
             match line {
                 Line::Header { format, version } => {
                     if n != 1 || format != FORMAT {
@@ -197,6 +207,7 @@ impl Registry {
                 _ if n == 1 => {
                     return Err(bad(format!("the first line is not a {FORMAT} header")));
                 }
+
                 Line::Ca {
                     serial,
                     subject,
@@ -278,16 +289,7 @@ impl Registry {
                         })?,
                         serial,
                     };
-                    if tx.insert_device(&row).map_err(fail)? {
-                        counts.devices += 1;
-                    } else if tx.device_row(&row.serial).map_err(fail)?.as_ref() == Some(&row) {
-                        counts.skipped += 1;
-                    } else {
-                        return Err(bad(format!(
-                            "serial {} is already registered with other data (serials are unique in the registry)",
-                            row.serial
-                        )));
-                    }
+                    pending.push((n, row));
                 }
                 Line::Revocation {
                     serial,
@@ -330,6 +332,40 @@ impl Registry {
         tx.commit().map_err(fail)?;
         Ok(counts)
     }
+}
+
+/// Device rows read per multi-row insert.
+const PENDING: usize = 10_000;
+
+/// Inserts the device rows read so far (emptying `pending`): a row whose
+/// serial is taken must be the very same row (`--merge`), else the import
+/// fails naming its line.
+fn add_pending(
+    tx: &mut dyn Tx,
+    pending: &mut Vec<(usize, DeviceRow)>,
+    counts: &mut Counts,
+    in_label: &str,
+    fail: &dyn Fn(StoreError) -> Error,
+) -> Result<()> {
+    let (lines, rows): (Vec<usize>, Vec<DeviceRow>) = std::mem::take(pending).into_iter().unzip();
+    let inserted = tx.insert_devices(&rows).map_err(fail)?;
+    for ((n, row), new) in lines.into_iter().zip(&rows).zip(inserted) {
+        if new {
+            counts.devices += 1;
+        } else if tx.device_row(&row.serial).map_err(fail)?.as_ref() == Some(row) {
+            counts.skipped += 1;
+        } else {
+            return Err(Error::parse(
+                "cannot import registry",
+                format!(
+                    "serial {} is already registered with other data (serials are unique in the registry)",
+                    row.serial
+                ),
+            )
+            .file(&format!("{in_label}:{n}")));
+        }
+    }
+    Ok(())
 }
 
 /// The id of the CA with `serial`: one the file registered before, else

@@ -162,6 +162,11 @@ pub trait Tx: Lookup {
     /// Inserts a device; false when its serial is already there (a
     /// device's, a CA's or a revoked one's).
     fn insert_device(&mut self, d: &DeviceRow) -> StoreResult<bool>;
+    /// [`Tx::insert_device`] of many rows: which of them were inserted.
+    /// A backend where a statement costs a round trip inserts them in one.
+    fn insert_devices(&mut self, rows: &[DeviceRow]) -> StoreResult<Vec<bool>> {
+        rows.iter().map(|d| self.insert_device(d)).collect()
+    }
     /// Sets a device's status unless it is revoked; a first deactivation
     /// records `at`, an activation clears it. False when no such device
     /// or it is revoked.

@@ -8,7 +8,7 @@ pub mod settings;
 mod tls;
 
 use std::cell::{RefCell, RefMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -25,7 +25,8 @@ use settings::{Env, Settings};
 pub struct PgStore {
     /// Reads take `&self` (as SQLite's do); the client needs `&mut`.
     client: RefCell<Client>,
-    /// Statements prepared once per connection (a batch inserts thousands).
+    /// Lookups by serial, prepared once per connection (the broker plugin
+    /// and a batch make them all day long).
     statements: RefCell<HashMap<&'static str, Statement>>,
     /// PostgreSQL shows other sessions' commits through no cheap counter:
     /// [`Store::change_counter`] counts calls instead.
@@ -184,13 +185,20 @@ const DEVICE_LIST: &str = "SELECT d.serial, d.ca_id, d.subject, d.cn, d.status, 
      FROM devices d JOIN cas c ON c.id = d.ca_id LEFT JOIN revocations r ON r.serial = d.serial";
 const SELECT_DEVICE_ROW: &str = "SELECT serial, ca_id, subject, cn, status, not_before, not_after, registered_at, deactivated_at, fingerprint, first_connected_at, last_connected_at
      FROM devices WHERE serial = $1";
-/// The serial must be free of CAs and revocations too (the `serials`
-/// table's key guards a race; this keeps the common case from aborting
-/// the transaction with its error).
-const INSERT_DEVICE: &str = "INSERT INTO devices (serial, ca_id, subject, cn, status, not_before, not_after, registered_at, deactivated_at, fingerprint, first_connected_at, last_connected_at)
-     SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bytea, $11::bigint, $12::bigint
-     WHERE NOT EXISTS (SELECT 1 FROM serials WHERE serial = $1::text)
-     ON CONFLICT (serial) DO NOTHING";
+/// Inserts devices, given as one array per column. The serial must be
+/// free of CAs and revocations too (the `serials` table's key guards a
+/// race; this keeps the common case from aborting the transaction with
+/// its error).
+const INSERT_DEVICES: &str = "INSERT INTO devices (serial, ca_id, subject, cn, status, not_before, not_after, registered_at, deactivated_at, fingerprint, first_connected_at, last_connected_at)
+     SELECT u.serial, u.ca_id, u.subject, u.cn, u.status, u.not_before, u.not_after, u.registered_at, u.deactivated_at, u.fingerprint, u.first_connected_at, u.last_connected_at
+     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[])
+         WITH ORDINALITY AS u(serial, ca_id, subject, cn, status, not_before, not_after, registered_at, deactivated_at, fingerprint, first_connected_at, last_connected_at, n)
+     WHERE NOT EXISTS (SELECT 1 FROM serials s WHERE s.serial = u.serial)
+     ORDER BY u.n
+     ON CONFLICT (serial) DO NOTHING
+     RETURNING serial";
+/// Rows per multi-row insert (a few MB of parameters).
+const INSERT_CHUNK: usize = 10_000;
 const SELECT_REVOCATION: &str =
     "SELECT serial, ca_id, subject, reason, revoked_at FROM revocations WHERE serial = $1";
 const SELECT_CA: &str = "SELECT id, fingerprint FROM cas WHERE serial = $1";
@@ -594,28 +602,45 @@ impl Tx for PgTx<'_> {
     }
 
     fn insert_device(&mut self, d: &DeviceRow) -> StoreResult<bool> {
-        let st = prepared(&mut self.tx, self.statements, INSERT_DEVICE)?;
-        let n = self
-            .tx
-            .execute(
-                &st,
-                &[
-                    &d.serial,
-                    &d.ca_id,
-                    &d.subject,
-                    &d.cn,
-                    &d.status.as_str(),
-                    &d.not_before,
-                    &d.not_after,
-                    &d.registered_at,
-                    &d.deactivated_at,
-                    &d.fingerprint,
-                    &d.first_connected_at,
-                    &d.last_connected_at,
-                ],
-            )
-            .map_err(pg_error)?;
-        Ok(n == 1)
+        Ok(self.insert_devices(std::slice::from_ref(d))?[0])
+    }
+
+    fn insert_devices(&mut self, rows: &[DeviceRow]) -> StoreResult<Vec<bool>> {
+        // One statement per chunk, the columns as arrays: the statement-level
+        // triggers (counts, serial claims) then run once per chunk too.
+        let mut inserted = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let col = |f: fn(&DeviceRow) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+            let int = |f: fn(&DeviceRow) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
+            let opt = |f: fn(&DeviceRow) -> Option<i64>| chunk.iter().map(f).collect::<Vec<_>>();
+            let serials = col(|d| &d.serial);
+            let cns: Vec<Option<&str>> = chunk.iter().map(|d| d.cn.as_deref()).collect();
+            let fingerprints: Vec<&[u8]> = chunk.iter().map(|d| d.fingerprint.as_slice()).collect();
+            let done = self
+                .tx
+                .query_typed(
+                    INSERT_DEVICES,
+                    &[
+                        (&serials, Type::TEXT_ARRAY),
+                        (&int(|d| d.ca_id), Type::INT8_ARRAY),
+                        (&col(|d| &d.subject), Type::TEXT_ARRAY),
+                        (&cns, Type::TEXT_ARRAY),
+                        (&col(|d| d.status.as_str()), Type::TEXT_ARRAY),
+                        (&int(|d| d.not_before), Type::INT8_ARRAY),
+                        (&int(|d| d.not_after), Type::INT8_ARRAY),
+                        (&int(|d| d.registered_at), Type::INT8_ARRAY),
+                        (&opt(|d| d.deactivated_at), Type::INT8_ARRAY),
+                        (&fingerprints, Type::BYTEA_ARRAY),
+                        (&opt(|d| d.first_connected_at), Type::INT8_ARRAY),
+                        (&opt(|d| d.last_connected_at), Type::INT8_ARRAY),
+                    ],
+                )
+                .map_err(pg_error)?;
+            // Rows go in in order: of two with one serial, the first.
+            let mut new: HashSet<String> = done.iter().map(|r| r.get(0)).collect();
+            inserted.extend(serials.iter().map(|s| new.remove(*s)));
+        }
+        Ok(inserted)
     }
 
     fn set_status(&mut self, serial: &str, status: Status, at: i64) -> StoreResult<bool> {

@@ -116,6 +116,46 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     END $$;
     CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
         FOR EACH ROW EXECUTE FUNCTION devcert_audit_append_only();",
+    // v6: device counts and serial claims once per statement, from its
+    // transition tables. Per row, a million-row import updated one `cas`
+    // row a million times in one transaction (its version chain growing
+    // with each update: quadratic) and ran a trigger call per row.
+    "DROP TRIGGER devices_count ON devices;
+    DROP TRIGGER cas_serial_claim ON cas;
+    DROP TRIGGER devices_serial_claim ON devices;
+    DROP FUNCTION devcert_count_devices();
+    DROP FUNCTION devcert_claim_serial();
+    CREATE FUNCTION devcert_count_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE cas SET devices = cas.devices + n.added
+            FROM (SELECT ca_id, count(*) AS added FROM added_rows GROUP BY ca_id) n
+            WHERE cas.id = n.ca_id;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION devcert_count_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE cas SET devices = cas.devices - n.removed
+            FROM (SELECT ca_id, count(*) AS removed FROM removed_rows GROUP BY ca_id) n
+            WHERE cas.id = n.ca_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER devices_count_added AFTER INSERT ON devices
+        REFERENCING NEW TABLE AS added_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_count_added();
+    CREATE TRIGGER devices_count_removed AFTER DELETE ON devices
+        REFERENCING OLD TABLE AS removed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_count_removed();
+    CREATE FUNCTION devcert_claim_serials() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO serials SELECT serial, TG_ARGV[0] FROM added_rows;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER cas_serial_claim AFTER INSERT ON cas
+        REFERENCING NEW TABLE AS added_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_claim_serials('ca');
+    CREATE TRIGGER devices_serial_claim AFTER INSERT ON devices
+        REFERENCING NEW TABLE AS added_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_claim_serials('device');",
 ];
 
 /// An arbitrary constant: the advisory lock every devcert migration takes.
