@@ -53,6 +53,47 @@ def fs_type(path):
     return lines[-1] if len(lines) > 1 else "unknown"
 
 
+def fs_notes(path):
+    """What about the filesystem changes the figures: an ext4 without a
+    journal skips inodes freed in the last 60-300 s when it allocates new
+    ones (linux fs/ext4/ialloc.c, recently_deleted), so a run right after
+    a large deletion on the same disk creates files much more slowly."""
+    src = subprocess.run(["df", "--output=source", path], capture_output=True, text=True).stdout.split()
+    dev = os.path.basename(src[-1]) if len(src) > 1 else ""
+    try:
+        journal = open(f"/sys/fs/ext4/{dev}/journal_task").read().strip()
+    except OSError:
+        return ""
+    if journal == "<none>":
+        return " (ext4 without a journal: files freed in the last 1-5 minutes slow new ones down)"
+    return " (ext4 with a journal)"
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def floor(work, n):
+    """What this filesystem allows without devcert: the same device folders
+    (a temp folder, five files of a device's sizes, a rename), made by a
+    plain loop with no cryptography and no syncing, on one core."""
+    sizes = (241, 485, 713, 241, 1308)
+    blobs = [b"x" * s for s in sizes]
+    names = ("client.key", "client.csr", "client.crt", "client_pkcs8.key", "client_chain.crt")
+    out = os.path.join(work, "floor")
+    os.makedirs(out)
+    t = time.perf_counter()
+    for i in range(n):
+        tmp = os.path.join(out, f".d{i}.tmp")
+        os.mkdir(tmp)
+        for name, blob in zip(names, blobs):
+            fd = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, blob)
+            os.close(fd)
+        os.rename(tmp, os.path.join(out, f"d{i}"))
+    return n / (time.perf_counter() - t)
+
+
 def openssl_device(d, algo):
     """The seed's OpenSSL workflow for one device, as separate processes."""
     os.makedirs(d)
@@ -109,11 +150,14 @@ def keygen(work, reps):
 
 def big_batch(work, n):
     make_ca(work, "ec")
+    fl = floor(work, min(n, 20_000))
     out = subprocess.run(["/usr/bin/time", "-f", "%M %e %U %S", DEVCERT, "batch", "--ca", "CA.crt", "--ca-key", "CA.key", "--count", str(n),
                           "--cn-prefix", "d", "--out-dir", "big"], cwd=work, check=True, capture_output=True, text=True)
     rss_kb, secs, user, system = out.stderr.strip().splitlines()[-1].split()
     print(f"\n[batch {n} ECC devices, one process]")
-    print(f"  {n / float(secs):9.1f} devices/s over {float(secs):.2f} s (CPU {user} s user + {system} s system), peak RSS {int(rss_kb) / 1024:.1f} MiB")
+    rate = n / float(secs)
+    print(f"  {rate:9.1f} devices/s over {float(secs):.2f} s (CPU {user} s user + {system} s system), peak RSS {int(rss_kb) / 1024:.1f} MiB")
+    print(f"  filesystem floor: {fl:9.1f} device folders/s (no crypto, no sync, one core)  devcert batch = {rate / fl:4.2f}x the floor")
 
 
 def main():
@@ -132,7 +176,8 @@ def main():
     big = args.big or big
     base = tempfile.mkdtemp(prefix="devcert-bench-", dir=args.dir)
     try:
-        print(f"devcert bench ({'smoke' if args.smoke else 'full'}), work dir {base}, filesystem {fs_type(base)}, {os.cpu_count()} cores")
+        print(f"devcert bench ({'smoke' if args.smoke else 'full'}), work dir {base}, filesystem {fs_type(base)}{fs_notes(base)}, "
+              f"{os.cpu_count()} cores, load average {load():.2f}")
         print(subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip())
         for label, algo, counts in (("ECC P-256", "ec", ec), ("RSA-2048", "rsa", rsa)):
             work = os.path.join(base, algo)
@@ -149,6 +194,8 @@ def main():
             registry = os.path.join(ROOT, "bench", "registry.py")
             subprocess.run([sys.executable, registry] + (["--smoke"] if args.smoke else []), check=True,
                            env=dict(os.environ, DEVCERT=DEVCERT))
+        busy = load() > os.cpu_count() / 2
+        print(f"\nload average at the end {load():.2f}" + (": other programs shared the cores, compare ratios, not absolute figures" if busy else ""))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -10,7 +10,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use der::Encode;
@@ -158,10 +158,7 @@ fn write_new(path: &Path, data: &[u8], mode: Mode) -> std::io::Result<()> {
         .create_new(true)
         .mode(bits)
         .open(path)?;
-    if mode == Mode::Secret {
-        // Exactly 0600 even under a umask like 0277.
-        f.set_permissions(std::fs::Permissions::from_mode(bits))?;
-    }
+    crate::output::exactly_secret(&f, mode)?;
     f.write_all(data)
 }
 
@@ -180,8 +177,8 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Removes `.devcert-*` temp files and folders (see output.rs) from a
 /// folder this batch owns (a device folder, or the out dir under the batch
 /// lock); a process killed before renaming leaves them behind. Calls
-/// `other` with every other entry that is a folder.
-pub fn sweep(dir: &Path, mut other: impl FnMut(&str)) {
+/// `other` with every other entry's name and whether it is a folder.
+pub fn sweep(dir: &Path, mut other: impl FnMut(&str, bool)) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
@@ -192,8 +189,8 @@ pub fn sweep(dir: &Path, mut other: impl FnMut(&str)) {
             } else {
                 std::fs::remove_file(e.path())
             };
-        } else if is_dir {
-            other(&name);
+        } else {
+            other(&name, is_dir);
         }
     }
 }

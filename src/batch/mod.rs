@@ -143,8 +143,11 @@ impl Batch<'_> {
         // Under the lock: a killed run's temp files go; complete devices
         // of earlier runs are listed in the manifest too.
         let mut earlier = Vec::new();
-        sweep(self.out_dir, |name| {
-            if check_folder_name(name).is_ok() && !self.names.contains(name) {
+        let mut fresh = true;
+        sweep(self.out_dir, |name, is_dir| {
+            if self.names.contains(name) {
+                fresh = false;
+            } else if is_dir && check_folder_name(name).is_ok() {
                 earlier.push(name.to_string());
             }
         });
@@ -163,7 +166,7 @@ impl Batch<'_> {
             total: self.names.len() + earlier.len(),
             progress,
         };
-        let result = self.pipeline(&earlier, &out_fd, &mut sink);
+        let result = self.pipeline(&earlier, fresh, &out_fd, &mut sink);
         // Register what is on disk even when the batch failed part-way.
         let flushed = sink.finish(result.is_err());
         result.and(flushed)?;
@@ -184,7 +187,16 @@ impl Batch<'_> {
         }
     }
 
-    fn pipeline(&self, earlier: &[String], out_fd: &File, sink: &mut Sink) -> Result<()> {
+    /// `fresh`: none of this run's devices had an entry in the folder when
+    /// it was locked, so none needs looking at (a new one is placed with a
+    /// no-replace rename in any case).
+    fn pipeline(
+        &self,
+        earlier: &[String],
+        fresh: bool,
+        out_fd: &File,
+        sink: &mut Sink,
+    ) -> Result<()> {
         let total = self.names.len() + earlier.len();
         let first = self.names.get(0);
         let before = earlier.partition_point(|e| e.as_str() < first.as_ref());
@@ -214,7 +226,7 @@ impl Batch<'_> {
                         let mut since = Instant::now();
                         for i in start..end {
                             let (cn, asked) = self.entry(i, earlier, before);
-                            match self.device(&cn, asked) {
+                            match self.device(&cn, asked, fresh) {
                                 Ok((outcome, write)) => run.push((i, outcome, write)),
                                 Err(e) => {
                                     fail(e);
@@ -309,9 +321,13 @@ impl Batch<'_> {
 
     /// Makes (or finds complete) one device. `asked`: one of this run's
     /// devices; else a folder of an earlier run, only listed.
-    fn device(&self, cn: &str, asked: bool) -> Result<(Outcome, Option<Write>)> {
+    fn device(&self, cn: &str, asked: bool, fresh: bool) -> Result<(Outcome, Option<Write>)> {
         let dir = self.out_dir.join(cn);
-        let found = look(&dir);
+        let found = if asked && fresh {
+            Found::Missing
+        } else {
+            look(&dir)
+        };
         if !asked {
             let outcome = match found {
                 Found::Complete(cert) => {
@@ -350,7 +366,7 @@ impl Batch<'_> {
         };
         let files = make_device(self.ca, &spec)?;
         let write = if in_place {
-            sweep(&dir, |_| {});
+            sweep(&dir, |_, _| {});
             Write::InPlace(
                 files
                     .contents()
