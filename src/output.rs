@@ -204,6 +204,29 @@ pub fn refuse_same_file(key_path: &str, out: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to write over the CA files a command signs with (`--ca-key
+/// CA.key --key-out CA.key --force` would replace the key just used, for
+/// good). `ca_files`: (option, path); a `pkcs11:` URI is not a file.
+pub fn refuse_overwriting_ca<'a>(
+    outputs: impl IntoIterator<Item = &'a Path>,
+    ca_files: &[(&str, &str)],
+) -> Result<()> {
+    for out in outputs {
+        for (option, path) in ca_files {
+            if !path.starts_with("pkcs11:") && same_entry(out, Path::new(path)) {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    "cannot write output",
+                    format!("it is the {option} this command signs with"),
+                )
+                .file(out.display().to_string())
+                .hint("write to another file; --force never replaces the signing CA's files"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether two output paths name the same directory entry, which is what
 /// a rename replaces: the same folder (by device and inode, so `..`,
 /// `./` and linked folders all count) and the same name. A symlink as the

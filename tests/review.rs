@@ -199,6 +199,84 @@ fn two_outputs_that_are_one_file_are_refused_everywhere() {
     t.assert_key_matches("alias.pem", &t.cert("c.pem").get("spki_der"));
 }
 
+/// The files a command signs with are never its outputs, not even with
+/// --force: replacing the CA key a command just used loses it for good.
+/// Also through `./` and `..`; openssl still verifies with the old files.
+#[test]
+fn outputs_never_replace_the_signing_ca_files() {
+    let t = TestDir::new();
+    t.ec_ca("CA");
+    std::fs::create_dir(t.path("sub")).unwrap();
+    let ca = || (t.read("CA.crt"), t.read("CA.key"));
+    let before = ca();
+    fn intermediate(key_out: &'static str, out: &'static str) -> Vec<&'static str> {
+        let args = [
+            "ca",
+            "--subject",
+            "/CN=I",
+            "--ca",
+            "CA.crt",
+            "--ca-key",
+            "CA.key",
+        ];
+        [&args[..], &["--key-out", key_out, "-o", out, "--force"]].concat()
+    }
+    let runs: Vec<(Vec<&str>, &str)> = vec![
+        (intermediate("CA.key", "I.crt"), "--ca-key"),
+        (intermediate("./sub/../CA.key", "I.crt"), "--ca-key"),
+        (
+            intermediate("I.key", "CA.crt"),
+            "--ca this command signs with",
+        ),
+    ];
+    for (args, why) in &runs {
+        t.devcert(args).fails_naming(&[why, "cannot write output"]);
+    }
+    t.devcert(&[
+        "csr",
+        "--new-key",
+        "ec",
+        "--key-out",
+        "d.key",
+        "--subject",
+        "/CN=d",
+        "-o",
+        "d.csr",
+    ])
+    .ok();
+    let sign = [
+        "sign", "--csr", "d.csr", "--ca", "CA.crt", "--ca-key", "CA.key", "--force",
+    ];
+    t.devcert(&[&sign[..], &["-o", "CA.crt"]].concat())
+        .fails_naming(&["CA.crt", "--ca this command signs with"]);
+    // issue's five files: a CA kept as client.crt/client.key in the out dir.
+    std::fs::copy(t.path("CA.crt"), t.path("sub/client.crt")).unwrap();
+    std::fs::copy(t.path("CA.key"), t.path("sub/client.key")).unwrap();
+    let issue = [
+        "issue",
+        "--subject",
+        "/CN=d",
+        "--ca",
+        "sub/client.crt",
+        "--ca-key",
+        "sub/client.key",
+    ];
+    t.devcert(&[&issue[..], &["--out-dir", "sub", "--force"]].concat())
+        .fails_naming(&["sub/client.key", "--ca-key"]);
+    assert_eq!(ca(), before, "the CA's files are unchanged");
+    assert_eq!(t.read("sub/client.key"), before.1);
+    t.assert_no_file("I.crt");
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", "CA.crt", "CA.crt"])
+        .current_dir(t.root())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "openssl still takes CA.crt as the CA"
+    );
+}
+
 /// A secret a config takes from the environment, and a value no key
 /// accepts, so every line below makes an error that could echo it.
 const SECRET: &str = "Hunter2\u{e9} s3cr3t:zz,@qq";

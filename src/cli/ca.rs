@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use clap::Args;
 use devcert::ca::{DEFAULT_CA_DAYS, make_intermediate, make_root};
 use devcert::crypto::SigningKey;
@@ -5,7 +7,9 @@ use devcert::digest::Digest;
 use devcert::error::{Error, ErrorKind, Result};
 use devcert::inspect::describe_certificate;
 use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
-use devcert::output::{Mode, refuse_existing, refuse_same_file, write_file, write_key_and};
+use devcert::output::{
+    Mode, refuse_existing, refuse_overwriting_ca, refuse_same_file, write_file, write_key_and,
+};
 use devcert::pkcs11::{Pkcs11Uri, TokenKey, is_uri};
 use serde_json::json;
 
@@ -80,6 +84,13 @@ pub fn run(a: CaArgs) -> Result<()> {
         // Found before the token holds a key nobody gets a certificate for.
         Some(_) => refuse_existing(&a.out, a.force)?,
         None => refuse_same_file(&a.key_out, &a.out)?,
+    }
+    if let (Some(ca), Some(ca_key)) = (&a.ca, &a.ca_key) {
+        let outputs = [a.key_out.as_str(), a.out.as_str()];
+        refuse_overwriting_ca(
+            outputs.iter().filter(|o| **o != "-").map(Path::new),
+            &[("--ca", ca), ("--ca-key", ca_key)],
+        )?;
     }
     let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
     let lifetime = a.validity.lifetime(DEFAULT_CA_DAYS);
