@@ -236,6 +236,21 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
     .ok();
     reg(&t, "a.db", &["export", "-o", "a.jsonl"]).ok();
     t.assert_mode("a.jsonl", 0o644);
+    // The audit trail moves too (format version 2): who changed what.
+    let audit: Vec<serde_json::Value> = t
+        .read_str("a.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "audit")
+        .collect();
+    for (action, serial) in [("deactivate", &s[1]), ("revoke", &s[2]), ("delete", &s[4])] {
+        assert!(
+            audit.iter().any(|a| a["action"] == action
+                && a["serial"] == serial.as_str()
+                && a["actor"] == "cli"),
+            "{action} {serial} in {audit:?}"
+        );
+    }
     let url = pg.url();
     let out = reg(&t, &url, &["import", "a.jsonl"]).ok();
     assert!(
@@ -293,7 +308,8 @@ fn export_import_round_trip_between_sqlite_and_postgres_loses_nothing() {
     reg(&t, &url, &["import", "a.jsonl"]).fails_naming(&["not empty"]);
     let out = reg(&t, &url, &["import", "--merge", "a.jsonl"]).ok();
     assert!(
-        out.stderr.contains("imported 0 CA(s) and 0 device(s)"),
+        out.stderr.contains("imported 0 CA(s) and 0 device(s)")
+            && out.stderr.contains("0 audit record(s)"),
         "{}",
         out.describe()
     );

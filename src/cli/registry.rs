@@ -385,10 +385,12 @@ pub fn run(a: RegistryArgs) -> Result<ExitCode> {
                 reg.import(&mut std::io::BufReader::new(f), &file, merge)?
             };
             note!(
-                "imported {} CA(s) and {} device(s) into {}{}",
+                "imported {} CA(s) and {} device(s) into {} ({} revocation(s), {} audit record(s)){}",
                 counts.cas,
                 counts.devices,
                 reg.label(),
+                counts.revocations,
+                counts.audit,
                 if counts.skipped > 0 {
                     format!(" ({} already there, skipped)", counts.skipped)
                 } else {
@@ -438,10 +440,12 @@ fn export(db: &str, out: &super::OutArgs) -> Result<()> {
     };
     if out.out != "-" {
         note!(
-            "exported {} CA(s) and {} device(s) to {}",
+            "exported {} CA(s) and {} device(s) to {} ({} revocation(s), {} audit record(s))",
             counts.cas,
             counts.devices,
-            out.out
+            out.out,
+            counts.revocations,
+            counts.audit
         );
     }
     Ok(())

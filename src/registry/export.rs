@@ -4,7 +4,8 @@
 //! The first line names the format; then every CA (its certificate as PEM,
 //! its last CRL number), then every device in registration order, each
 //! with its status and times, then every revocation record (they outlive
-//! deleted devices). Import runs in one transaction: a bad line,
+//! deleted devices), then the audit trail, oldest first (format version
+//! 2; version 1 files have none). Import runs in one transaction: a bad line,
 //! or a serial already registered with other data, keeps nothing.
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The format's name and version in the header line.
 const FORMAT: &str = "devcert-registry";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// Devices read per query while exporting.
 const PAGE: u32 = 10_000;
 
@@ -63,6 +64,12 @@ enum Line {
         reason: String,
         revoked_at: String,
     },
+    Audit {
+        at: String,
+        actor: String,
+        action: String,
+        serial: String,
+    },
 }
 
 /// How many CAs and devices an export wrote or an import added (`skipped`:
@@ -72,6 +79,7 @@ pub struct Counts {
     pub cas: u64,
     pub devices: u64,
     pub revocations: u64,
+    pub audit: u64,
     pub skipped: u64,
 }
 
@@ -139,6 +147,21 @@ impl Registry {
                 revoked_at: rfc3339(r.revoked_at),
             })?;
             counts.revocations += 1;
+        }
+        let mut after = 0;
+        loop {
+            let page = tx.audit_rows(after, PAGE).map_err(fail)?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            for (_, a) in page {
+                put(&Line::Audit {
+                    at: rfc3339(a.at),
+                    actor: a.actor,
+                    action: a.action,
+                    serial: a.serial,
+                })?;
+                counts.audit += 1;
+            }
         }
         tx.commit().map_err(fail)?;
         Ok(counts)
@@ -322,6 +345,26 @@ impl Registry {
                             "serial {} is already revoked with other data",
                             row.serial
                         )));
+                    }
+                }
+                Line::Audit {
+                    at,
+                    actor,
+                    action,
+                    serial,
+                } => {
+                    let row = super::store::AuditRow {
+                        at: unix(&at).map_err(&bad)?,
+                        actor,
+                        action,
+                        serial,
+                    };
+                    // The same export merged twice keeps one trail.
+                    if merge && tx.has_audit(&row).map_err(fail)? {
+                        counts.skipped += 1;
+                    } else {
+                        tx.audit(&row).map_err(fail)?;
+                        counts.audit += 1;
                     }
                 }
             }

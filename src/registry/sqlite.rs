@@ -684,6 +684,40 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<rusqlite::Result<_>>().map_err(&fail)
     }
 
+    fn audit_rows(&mut self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, AuditRow)>> {
+        let fail = self.err.map();
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "SELECT id, at, actor, action, serial FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(&fail)?;
+        let rows = st
+            .query_map(params![after_id, limit], |r| {
+                Ok((
+                    r.get(0)?,
+                    AuditRow {
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        serial: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(&fail)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&fail)
+    }
+
+    fn has_audit(&mut self, row: &AuditRow) -> StoreResult<bool> {
+        let fail = self.err.map();
+        self.tx
+            .prepare_cached(
+                "SELECT 1 FROM audit WHERE serial = ?1 AND at = ?2 AND actor = ?3 AND action = ?4",
+            )
+            .and_then(|mut st| st.exists(params![row.serial, row.at, row.actor, row.action]))
+            .map_err(&fail)
+    }
+
     fn commit(self: Box<Self>) -> StoreResult<()> {
         let err = self.err;
         self.tx.commit().map_err(err.map())

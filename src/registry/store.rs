@@ -204,6 +204,10 @@ pub trait Tx: Lookup {
     fn device_rows(&mut self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, DeviceRow)>>;
     /// Every revocation record, in revocation order.
     fn revocations(&mut self) -> StoreResult<Vec<Revocation>>;
+    /// Audit rows after `after_id`, oldest first (export).
+    fn audit_rows(&mut self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, AuditRow)>>;
+    /// Whether this very row is recorded already (import --merge).
+    fn has_audit(&mut self, row: &AuditRow) -> StoreResult<bool>;
     fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

@@ -867,6 +867,46 @@ impl Tx for PgTx<'_> {
         Ok(rows.iter().map(revocation).collect())
     }
 
+    fn audit_rows(&mut self, after_id: i64, limit: u32) -> StoreResult<Vec<(i64, AuditRow)>> {
+        let rows = self
+            .tx
+            .query_typed(
+                "SELECT id, at, actor, action, serial FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+                &[(&after_id, Type::INT8), (&i64::from(limit), Type::INT8)],
+            )
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    AuditRow {
+                        at: r.get(1),
+                        actor: r.get(2),
+                        action: r.get(3),
+                        serial: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn has_audit(&mut self, row: &AuditRow) -> StoreResult<bool> {
+        let found = self
+            .tx
+            .query_typed(
+                "SELECT 1 FROM audit WHERE serial = $1 AND at = $2 AND actor = $3 AND action = $4",
+                &[
+                    (&row.serial, Type::TEXT),
+                    (&row.at, Type::INT8),
+                    (&row.actor, Type::TEXT),
+                    (&row.action, Type::TEXT),
+                ],
+            )
+            .map_err(pg_error)?;
+        Ok(!found.is_empty())
+    }
+
     fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().map_err(pg_error)
     }
