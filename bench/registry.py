@@ -130,6 +130,52 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def pgbouncer(url, psql):
+    """PgBouncer (if installed) in front of the server at `url`, session
+    pooling, logins checked against the server's own SCRAM verifier (no
+    plain password stored); yields its URL, or None."""
+    exe = shutil.which("pgbouncer") or (os.path.exists("/usr/sbin/pgbouncer") and "/usr/sbin/pgbouncer")
+    if not exe:
+        yield None
+        return
+    verifier = subprocess.run(psql + ["-At", "-c", "SELECT rolpassword FROM pg_authid WHERE rolname = 'devcert'"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    server_port = url.rsplit(":", 1)[1].split("/")[0]
+    root = tempfile.mkdtemp(prefix="devcert-bench-pgbouncer-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(os.path.join(root, "users.txt"), "w") as f:
+        f.write(f'"devcert" "{verifier}"\n')
+    with open(os.path.join(root, "pgbouncer.ini"), "w") as f:
+        f.write(f"[databases]\nregistry = host=127.0.0.1 port={server_port} dbname=registry\n"
+                f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+                f"auth_type = scram-sha-256\nauth_file = {root}/users.txt\npool_mode = session\n"
+                f"logfile = {root}/log\n")
+    as_pg = {}
+    if os.geteuid() == 0:
+        # PgBouncer refuses to run as root.
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        as_pg = {"user": pw.pw_uid, "group": pw.pw_gid}
+        for f in ["", "users.txt", "pgbouncer.ini"]:
+            os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
+    proc = subprocess.Popen([exe, os.path.join(root, "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, **as_pg)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"postgres://devcert:{PG_PASSWORD}@127.0.0.1:{port}/registry"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def fill_pg(work, url, ca_serial, n, held, prefix):
     """As fill(), through `devcert registry import --merge` of a JSON Lines
     file (the real path: multi-row inserts, the schema's triggers on)."""
@@ -218,7 +264,27 @@ def pg_main(args):
                   f" {size}; work dir on {fs}")
             print(f"  registry import --merge ({n:,} devices, one transaction): {import_s:8.1f} s"
                   f" ({n / import_s:,.0f} devices/s); {n2:,} more: {import2_s:.1f} s")
+            # The floor: libpq's own client, one trivial query over the same
+            # TCP + SCRAM login (a fresh server process per connection).
+            floor = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                subprocess.run([psql[0], "-X", "-qAt", "-c", "SELECT 1", url + "?gssencmode=disable"],
+                               check=True, stdout=subprocess.DEVNULL)
+                floor.append(time.perf_counter() - t)
+            label = "psql -c 'SELECT 1' (libpq, same URL: the floor)"
+            print(f"  {label:<48}: {statistics.median(floor) * 1000:8.2f} ms")
             query_figures(url, work, picks, ca1, ca2, held, n2, reps)
+            with pgbouncer(url, psql) as pooled:
+                if pooled:
+                    x = picks[len(picks) // 2]
+                    print("  through PgBouncer (session pooling, SCRAM verifier; server processes stay up):")
+                    for label, q in [("device list --serial X", ["device", "list", "--serial", x]),
+                                     ("device show X", ["device", "show", x])]:
+                        ms = timed(["registry", "--db", pooled] + q, work, reps)
+                        print(f"    {label:<46}: {ms:8.2f} ms")
+                else:
+                    print("  (PgBouncer not installed: no pooled figures)")
             count = 200 if args.smoke else 2_000
             # Disk speed drifts: the three side by side, several rounds, medians.
             rounds = 1 if args.smoke else 5

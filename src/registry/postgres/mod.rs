@@ -50,13 +50,18 @@ impl PgStore {
             StoreError::new(format!("invalid PostgreSQL URL: {why}"))
                 .hint("postgres://USER@HOST[:PORT]/DBNAME[?sslmode=verify-full&sslrootcert=ca.pem]")
         })?;
-        let mut client = connect(&s, busy).map_err(|e| match (&env.pgpass_ignored, &e.hint) {
+        let mut client = connect(&s).map_err(|e| match (&env.pgpass_ignored, &e.hint) {
             (Some(file), Some(_)) => e.hint(format!(
                 "check the password (URL, PGPASSWORD or ~/.pgpass); {file} was ignored: it is readable by others (chmod 0600)"
             )),
             _ => e,
         })?;
-        if !schema::open(&mut client, create)? {
+        // A statement waits up to `busy` for another client's row lock (as
+        // SQLite's busy timeout). Set with the schema check, in its round
+        // trip, rather than in the startup packet's `options`, which
+        // poolers such as PgBouncer refuse (or drop when told to ignore).
+        let session = format!("SET lock_timeout = {}", busy.as_millis().max(1));
+        if !schema::open(&mut client, create, &session)? {
             return Ok(None);
         }
         Ok(Some(PgStore {
@@ -67,9 +72,8 @@ impl PgStore {
     }
 }
 
-/// Connects; a statement then waits up to `busy` for another client's row
-/// lock (as SQLite's busy timeout).
-fn connect(s: &Settings, busy: Duration) -> StoreResult<Client> {
+/// Connects (and logs in).
+fn connect(s: &Settings) -> StoreResult<Client> {
     let mut c = postgres::Config::new();
     for h in &s.hosts {
         c.host(&h.name).port(h.port);
@@ -78,7 +82,6 @@ fn connect(s: &Settings, busy: Duration) -> StoreResult<Client> {
         .dbname(&s.dbname)
         .application_name("devcert")
         .connect_timeout(s.connect_timeout)
-        .options(&format!("-c lock_timeout={}", busy.as_millis().max(1)))
         .ssl_mode(match s.sslmode {
             settings::SslMode::Disable => postgres::config::SslMode::Disable,
             settings::SslMode::Prefer => postgres::config::SslMode::Prefer,

@@ -184,11 +184,13 @@ fn version(client: &mut impl GenericClient) -> StoreResult<Option<i64>> {
 }
 
 /// Checks the schema of a new connection in one round trip (a simple
-/// query, nothing prepared), migrating it when older (and creating it
-/// when `create`); `false` when the database holds no devcert registry
-/// and `create` is not set.
-pub fn open(client: &mut Client, create: bool) -> StoreResult<bool> {
-    let found = match client.simple_query("SELECT version FROM devcert_schema") {
+/// query, nothing prepared), after `session` (`SET` statements, in the
+/// same round trip), migrating it when older (and creating it when
+/// `create`); `false` when the database holds no devcert registry and
+/// `create` is not set.
+pub fn open(client: &mut Client, create: bool, session: &str) -> StoreResult<bool> {
+    let found = match client.simple_query(&format!("{session}; SELECT version FROM devcert_schema"))
+    {
         Ok(messages) => Some(
             messages
                 .iter()
@@ -198,7 +200,11 @@ pub fn open(client: &mut Client, create: bool) -> StoreResult<bool> {
                 })
                 .unwrap_or(0),
         ),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+            // The failed query's implicit transaction undid `session` too.
+            client.batch_execute(session).map_err(pg_error)?;
+            None
+        }
         Err(e) => return Err(pg_error(e)),
     };
     match found {
