@@ -793,8 +793,20 @@ fn large_import_is_all_or_nothing_across_insert_chunks() {
         ),
         n.to_string()
     );
-    // One device deleted, one added by the CLI: the count follows.
+    // One device deleted, one added by the CLI: the count follows. The
+    // change counter the broker plugin polls moves for the deletion and a
+    // deactivation only (registrations cannot refuse a connected device).
+    let changes = || count("SELECT n FROM devcert_changes");
+    assert_eq!(changes(), "0", "imported devices are no change");
     reg(&t, &url, &["device", "delete", &format!("7A{:038X}", 7)]).ok();
+    assert_eq!(changes(), "1");
+    reg(
+        &t,
+        &url,
+        &["device", "deactivate", &format!("7A{:038X}", 8)],
+    )
+    .ok();
+    assert_eq!(changes(), "2");
     t.devcert(&[
         "issue",
         "--cn",
@@ -809,6 +821,7 @@ fn large_import_is_all_or_nothing_across_insert_chunks() {
         &url,
     ])
     .ok();
+    assert_eq!(changes(), "2");
     let cas: Value =
         serde_json::from_slice(&reg(&t, &url, &["ca", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(cas[0]["devices"], n);

@@ -119,7 +119,7 @@ struct Live {
     reg: Registry,
     trust: Trust,
     file: Option<FileStamp>,
-    /// `PRAGMA data_version` at the last re-check.
+    /// The registry's change counter at the last re-check.
     checked: Option<i64>,
 }
 

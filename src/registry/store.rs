@@ -148,9 +148,10 @@ pub trait Store: Send {
     fn deleted_revocations_of(&self, serials: &[&str]) -> StoreResult<Vec<(String, String)>>;
     /// The latest `limit` audit rows of `serial`, newest first.
     fn audit_of(&self, serial: &str, limit: u32) -> StoreResult<Vec<AuditRow>>;
-    /// A number that changes when another connection commits (SQLite's
-    /// `data_version`); where the database has none, a number that
-    /// changes on every call, so callers always look again.
+    /// A number that changes when a commit may have changed whether a
+    /// registered device is refused: SQLite's `data_version` (any other
+    /// connection's commit), PostgreSQL's `devcert_changes` (kept by
+    /// triggers on status, certificate, deletion and revocation).
     fn change_counter(&self) -> StoreResult<i64>;
 }
 

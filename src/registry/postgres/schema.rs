@@ -156,6 +156,21 @@ const MIGRATIONS: [&str; VERSION as usize] = [
     CREATE TRIGGER devices_serial_claim AFTER INSERT ON devices
         REFERENCING NEW TABLE AS added_rows
         FOR EACH STATEMENT EXECUTE FUNCTION devcert_claim_serials('device');",
+    // v7: a counter of the changes that can refuse a connected device
+    // (status, certificate, deletion, revocation; not registrations nor
+    // connection times), so the broker plugin's poll without changes is
+    // one tiny query (SQLite has `PRAGMA data_version`).
+    "CREATE TABLE devcert_changes (n BIGINT NOT NULL);
+    INSERT INTO devcert_changes VALUES (0);
+    CREATE FUNCTION devcert_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE devcert_changes SET n = n + 1;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER devices_changed AFTER UPDATE OF status, fingerprint OR DELETE ON devices
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_count_change();
+    CREATE TRIGGER revocations_changed AFTER INSERT OR UPDATE OR DELETE ON revocations
+        FOR EACH STATEMENT EXECUTE FUNCTION devcert_count_change();",
 ];
 
 /// An arbitrary constant: the advisory lock every devcert migration takes.
