@@ -765,7 +765,7 @@ fn large_import_is_all_or_nothing_across_insert_chunks() {
     t.write("clash.jsonl", lines.join("\n") + "\n");
     let url = pg.url();
     reg(&t, &url, &["import", "clash.jsonl"]).fails_naming(&[
-        &format!("clash.jsonl:{}", n + 3),
+        &format!("clash.jsonl:{}", head.lines().count() + n + 1),
         &format!("7A{:038X}", 3),
         "other data",
     ]);
