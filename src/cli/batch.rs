@@ -189,15 +189,17 @@ pub fn run(a: BatchArgs) -> Result<()> {
             super::warn(format!("{first}{others}: {w}"));
         }
     }
-    a.json.print(json!({
-        "out_dir": a.out_dir.display().to_string(),
-        "manifest": report.manifest.display().to_string(),
-        "manifest_csv": a.manifest_csv.as_ref().map(|p| p.display().to_string()),
-        "devices": report.devices,
-        "issued": report.issued,
-        "skipped": report.skipped,
-        "earlier": report.earlier,
-    }))?;
+    a.json.print(|| {
+        Ok(json!({
+            "out_dir": a.out_dir.display().to_string(),
+            "manifest": report.manifest.display().to_string(),
+            "manifest_csv": a.manifest_csv.as_ref().map(|p| p.display().to_string()),
+            "devices": report.devices,
+            "issued": report.issued,
+            "skipped": report.skipped,
+            "earlier": report.earlier,
+        }))
+    })?;
     if quiet() {
         return Ok(());
     }

@@ -138,8 +138,10 @@ pub fn run(a: CaArgs) -> Result<()> {
         }
         (Err(e), None) => return Err(e),
     };
-    a.json.print(json!({
-        "files": { "key": key.label(), "certificate": a.out },
-        "certificate": describe_certificate(&issued.der)?,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "key": key.label(), "certificate": a.out },
+            "certificate": describe_certificate(&issued.der)?,
+        }))
+    })
 }

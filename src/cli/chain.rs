@@ -46,8 +46,10 @@ pub fn run(a: ChainArgs) -> Result<()> {
         .iter()
         .map(|c| describe_certificate(&c.der))
         .collect::<Result<Vec<_>>>()?;
-    a.json.print(json!({
-        "files": { "chain": a.out.out },
-        "certificates": certificates,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "chain": a.out.out },
+            "certificates": certificates,
+        }))
+    })
 }

@@ -112,9 +112,11 @@ pub fn run(a: CsrArgs) -> Result<()> {
         write_file(&a.out.out, csr_pem.as_bytes(), Mode::Public, a.out.force)?;
     }
     let new_key = a.key.is_none().then_some(a.key_out);
-    a.json.print(json!({
-        "files": { "csr": a.out.out, "key": new_key },
-        "subject": to_rfc4514(&subject.name),
-        "algorithm": key.algo().to_string(),
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "csr": a.out.out, "key": new_key },
+            "subject": to_rfc4514(&subject.name),
+            "algorithm": key.algo().to_string(),
+        }))
+    })
 }

@@ -102,7 +102,7 @@ pub fn run(a: IssueArgs) -> Result<()> {
         Some(db) => register_issued(db, &ca.cert, &files.cert_der, write)?,
         None => write()?,
     }
-    a.json.print(device_report(&a.out_dir, &files.cert_der)?)
+    a.json.print(|| device_report(&a.out_dir, &files.cert_der))
 }
 
 /// `--json` of one device folder: its five files and its certificate.

@@ -64,9 +64,11 @@ pub fn run(a: KeyArgs) -> Result<()> {
     let key = PrivateKey::generate(algo)?;
     let pem = key.encode(a.format, true, pass.as_deref().map(|p| p.as_slice()))?;
     write_file(&a.out.out, &pem, Mode::Secret, a.out.force)?;
-    a.json.print(json!({
-        "files": { "key": a.out.out },
-        "algorithm": algo.to_string(),
-        "encrypted": a.encrypt,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "key": a.out.out },
+            "algorithm": algo.to_string(),
+            "encrypted": a.encrypt,
+        }))
+    })
 }

@@ -142,9 +142,11 @@ impl JsonArg {
         }
     }
 
-    pub fn print(self, report: serde_json::Value) -> Result<()> {
+    /// Prints the report `make` builds, only with --json (describing a
+    /// certificate is not free, and most runs do not ask for it).
+    pub fn print(self, make: impl FnOnce() -> Result<serde_json::Value>) -> Result<()> {
         if self.json {
-            print_json(&report)
+            print_json(&make()?)
         } else {
             Ok(())
         }

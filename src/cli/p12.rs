@@ -91,12 +91,14 @@ pub fn run(a: P12Args) -> Result<()> {
     };
     let (bytes, contents) = build_pkcs12(&key, &chain, &name, &passphrase, profile)?;
     write_file(&a.out.out, &bytes, Mode::Secret, a.out.force)?;
-    a.json.print(json!({
-        "files": { "pkcs12": a.out.out },
-        "friendly_name": contents.friendly_name,
-        "encryption": contents.encryption,
-        "mac": contents.mac,
-        "certificates": contents.certificates,
-        "certificate": describe_certificate(&chain[0].der)?,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "pkcs12": a.out.out },
+            "friendly_name": contents.friendly_name,
+            "encryption": contents.encryption,
+            "mac": contents.mac,
+            "certificates": contents.certificates,
+            "certificate": describe_certificate(&chain[0].der)?,
+        }))
+    })
 }

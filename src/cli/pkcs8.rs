@@ -43,10 +43,12 @@ pub fn run(a: Pkcs8Args) -> Result<()> {
         pass.as_deref().map(|p| p.as_slice()),
     )?;
     write_file(&a.out.out, &bytes, Mode::Secret, a.out.force)?;
-    a.json.print(json!({
-        "files": { "key": a.out.out },
-        "algorithm": key.algo().to_string(),
-        "encrypted": pass.is_some(),
-        "der": a.der,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "key": a.out.out },
+            "algorithm": key.algo().to_string(),
+            "encrypted": pass.is_some(),
+            "der": a.der,
+        }))
+    })
 }

@@ -88,8 +88,10 @@ pub fn run(a: SignArgs) -> Result<()> {
         Some(db) => register_issued(db, &ca.cert, &issued.der, write)?,
         None => write()?,
     }
-    a.json.print(json!({
-        "files": { "certificate": a.out.out },
-        "certificate": describe_certificate(&issued.der)?,
-    }))
+    a.json.print(|| {
+        Ok(json!({
+            "files": { "certificate": a.out.out },
+            "certificate": describe_certificate(&issued.der)?,
+        }))
+    })
 }
