@@ -325,14 +325,7 @@ impl Store for SqliteStore {
             )
             .map_err(&fail)?;
         let rows = st
-            .query_map(params![serial, limit], |r| {
-                Ok(AuditRow {
-                    at: r.get(0)?,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    serial: r.get(3)?,
-                })
-            })
+            .query_map(params![serial, limit], audit_row)
             .map_err(&fail)?;
         rows.collect::<rusqlite::Result<_>>().map_err(&fail)
     }
@@ -689,21 +682,11 @@ impl Tx for SqliteTx<'_> {
         let mut st = self
             .tx
             .prepare_cached(
-                "SELECT id, at, actor, action, serial FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT at, actor, action, serial, id FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(&fail)?;
         let rows = st
-            .query_map(params![after_id, limit], |r| {
-                Ok((
-                    r.get(0)?,
-                    AuditRow {
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        serial: r.get(4)?,
-                    },
-                ))
-            })
+            .query_map(params![after_id, limit], |r| Ok((r.get(4)?, audit_row(r)?)))
             .map_err(&fail)?;
         rows.collect::<rusqlite::Result<_>>().map_err(&fail)
     }
@@ -722,6 +705,16 @@ impl Tx for SqliteTx<'_> {
         let err = self.err;
         self.tx.commit().map_err(err.map())
     }
+}
+
+/// `at, actor, action, serial` in this order.
+fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        at: r.get(0)?,
+        actor: r.get(1)?,
+        action: r.get(2)?,
+        serial: r.get(3)?,
+    })
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -488,15 +488,7 @@ impl Store for PgStore {
                 &[(&serial, Type::TEXT), (&i64::from(limit), Type::INT8)],
             )
             .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRow {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                serial: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(audit_row).collect())
     }
 
     fn device(&self, serial: &str) -> StoreResult<Option<DeviceRecord>> {
@@ -874,24 +866,11 @@ impl Tx for PgTx<'_> {
         let rows = self
             .tx
             .query_typed(
-                "SELECT id, at, actor, action, serial FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT at, actor, action, serial, id FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
                 &[(&after_id, Type::INT8), (&i64::from(limit), Type::INT8)],
             )
             .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    AuditRow {
-                        at: r.get(1),
-                        actor: r.get(2),
-                        action: r.get(3),
-                        serial: r.get(4),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(|r| (r.get(4), audit_row(r))).collect())
     }
 
     fn has_audit(&mut self, row: &AuditRow) -> StoreResult<bool> {
@@ -912,5 +891,15 @@ impl Tx for PgTx<'_> {
 
     fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().map_err(pg_error)
+    }
+}
+
+/// `at, actor, action, serial` in this order.
+fn audit_row(r: &postgres::Row) -> AuditRow {
+    AuditRow {
+        at: r.get(0),
+        actor: r.get(1),
+        action: r.get(2),
+        serial: r.get(3),
     }
 }
