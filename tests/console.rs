@@ -2,8 +2,10 @@
 //! console in a real headless Chromium over WebDriver (chromedriver), and
 //! the console beside CLI processes changing the same registry. Every
 //! answer is compared with what the CLI prints (`--json`) and the registry
-//! is read back with Python's sqlite3.
+//! is read back with Python's sqlite3 or psql. The API, the console's forms
+//! and the concurrency test run on SQLite and PostgreSQL.
 mod common;
+use common::pg::{Backend, PG_DB, PgServer};
 use common::*;
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +16,84 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A test folder and the registry under test: `reg.db`, or a database of
+/// a PostgreSQL server of its own.
+struct Site {
+    t: TestDir,
+    /// What `--db` / `--registry` get.
+    db: String,
+    pg: Option<PgServer>,
+}
+
+impl std::ops::Deref for Site {
+    type Target = TestDir;
+    fn deref(&self) -> &TestDir {
+        &self.t
+    }
+}
+
+/// The token file `registry serve` is given on PostgreSQL (it has no file
+/// to put one beside).
+const PG_TOKEN_FILE: &str = "pg.token";
+
+impl Site {
+    /// `None` when PostgreSQL is missing outside CI (the test is skipped).
+    fn new(b: Backend) -> Option<Site> {
+        let t = TestDir::new();
+        Some(match b {
+            Backend::Sqlite => Site {
+                t,
+                db: "reg.db".into(),
+                pg: None,
+            },
+            Backend::Postgres => {
+                let pg = PgServer::start()?;
+                let token = t.write(PG_TOKEN_FILE, "tok-pg-0123456789abcdefghij\n");
+                std::fs::set_permissions(
+                    &token,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+                Site {
+                    t,
+                    db: pg.url(),
+                    pg: Some(pg),
+                }
+            }
+        })
+    }
+
+    /// The API token of a server started without `--token-file`.
+    fn token(&self) -> String {
+        let file = if self.pg.is_some() {
+            PG_TOKEN_FILE
+        } else {
+            "reg.db.token"
+        };
+        self.read_str(file).lines().next().unwrap().to_string()
+    }
+
+    /// Rows of the audit trail as (actor, action, serial), read with the
+    /// database's own client.
+    fn audit_rows(&self) -> Vec<(String, String, String)> {
+        let text = match &self.pg {
+            Some(pg) => pg.psql(
+                PG_DB,
+                "SELECT coalesce(json_agg(json_build_array(actor, action, serial) ORDER BY id), '[]') FROM audit",
+            ),
+            None => Cmd::new(self.root(), "python3")
+                .args([
+                    "-c",
+                    "import json,sqlite3;c=sqlite3.connect('reg.db');print(json.dumps(c.execute('select actor,action,serial from audit order by id').fetchall()))",
+                ])
+                .run()
+                .ok()
+                .stdout_str(),
+        };
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
 /// A running `registry serve`, stopped by its PID when dropped.
 struct Server {
     child: Child,
@@ -23,18 +103,23 @@ struct Server {
 
 impl Server {
     /// Starts the server on a free port and waits for `listening on`.
-    fn start(t: &TestDir, extra: &[&str]) -> Server {
+    fn start(t: &Site, extra: &[&str]) -> Server {
+        let token_file = match t.pg {
+            Some(_) if !extra.contains(&"--token-file") => vec!["--token-file", PG_TOKEN_FILE],
+            _ => vec![],
+        };
         let mut child = Command::new(DEVCERT)
             .current_dir(t.root())
             .args([
                 "registry",
                 "--db",
-                "reg.db",
+                &t.db,
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .args(token_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -129,19 +214,19 @@ fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
 }
 
-fn reg(t: &TestDir, args: &[&str]) -> Out {
-    let mut all = vec!["registry", "--db", "reg.db"];
+fn reg(t: &Site, args: &[&str]) -> Out {
+    let mut all = vec!["registry", "--db", &t.db];
     all.extend_from_slice(args);
     t.devcert(&all)
 }
 
-fn cli_json(t: &TestDir, args: &[&str]) -> Value {
+fn cli_json(t: &Site, args: &[&str]) -> Value {
     let out = reg(t, args).ok();
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A CA `CA.crt` and `n` devices `dev-I/` registered in `reg.db`; their serials.
-fn fleet(t: &TestDir, n: usize) -> Vec<String> {
+/// A CA `CA.crt` and `n` devices `dev-I/` registered; their serials.
+fn fleet(t: &Site, n: usize) -> Vec<String> {
     t.devcert(&[
         "ca",
         "--subject",
@@ -163,7 +248,7 @@ fn fleet(t: &TestDir, n: usize) -> Vec<String> {
         "--ca-key",
         "CA.key",
         "--registry",
-        "reg.db",
+        &t.db,
         "--out-dir",
         "fleet",
     ])
@@ -187,34 +272,21 @@ fn chain_of(t: &TestDir, cn: &str) -> String {
     chain.display().to_string()
 }
 
-fn token_beside(t: &TestDir) -> String {
-    t.read_str("reg.db.token")
-        .lines()
-        .next()
-        .unwrap()
-        .to_string()
-}
+both_backends!(
+    api_answers_as_the_cli_and_guards_every_change,
+    console_sign_in_confirm_and_csrf,
+    console_and_eight_cli_processes_lose_nothing,
+);
 
-/// Rows of the audit trail as (actor, action, serial), read with Python's sqlite3.
-fn audit_rows(t: &TestDir) -> Vec<(String, String, String)> {
-    let out = Cmd::new(t.root(), "python3")
-        .args([
-            "-c",
-            "import json,sqlite3;c=sqlite3.connect('reg.db');print(json.dumps(c.execute('select actor,action,serial from audit order by id').fetchall()))",
-        ])
-        .run()
-        .ok();
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-#[test]
-fn api_answers_as_the_cli_and_guards_every_change() {
-    let t = TestDir::new();
+fn api_answers_as_the_cli_and_guards_every_change(b: Backend) {
+    let Some(t) = Site::new(b) else { return };
     let serials = fleet(&t, 5);
     let mut srv = Server::start(&t, &[]);
-    let token = token_beside(&t);
-    t.assert_mode("reg.db.token", 0o600);
-    assert!(srv.log().contains("reg.db.token"), "{}", srv.log());
+    let token = t.token();
+    if t.pg.is_none() {
+        t.assert_mode("reg.db.token", 0o600);
+        assert!(srv.log().contains("reg.db.token"), "{}", srv.log());
+    }
     let api = |path: &str| format!("{}{path}", srv.url);
 
     // Reads: the very objects the CLI prints.
@@ -544,7 +616,7 @@ fn api_answers_as_the_cli_and_guards_every_change() {
 
     // The CLI writes the same audit trail, as "cli"; every change is in it.
     reg(&t, &["device", "deactivate", &serials[0]]).ok();
-    let rows = audit_rows(&t);
+    let rows = t.audit_rows();
     let want = [
         ("api-token", "deactivate", target.as_str()),
         ("api-token", "activate", target.as_str()),
@@ -600,7 +672,7 @@ fn api_answers_as_the_cli_and_guards_every_change() {
 
 #[test]
 fn read_only_and_token_file() {
-    let t = TestDir::new();
+    let t = Site::new(Backend::Sqlite).unwrap();
     let serials = fleet(&t, 1);
     t.write(
         "secret.txt",
@@ -685,12 +757,11 @@ fn read_only_and_token_file() {
 
 /// The console over plain HTTP: sign-in cookie flags, the confirmation
 /// step, CSRF refusals.
-#[test]
-fn console_sign_in_confirm_and_csrf() {
-    let t = TestDir::new();
+fn console_sign_in_confirm_and_csrf(b: Backend) {
+    let Some(t) = Site::new(b) else { return };
     let serials = fleet(&t, 2);
     let srv = Server::start(&t, &[]);
-    let token = token_beside(&t);
+    let token = t.token();
     let jar = t.p("jar");
     let c = |path: &str, args: &[&str]| {
         let mut a = vec!["-b", jar.as_str(), "-c", jar.as_str()];
@@ -861,17 +932,17 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
 
 /// The console and 8 CLI processes change statuses at once: every change
 /// lands, every one is audited.
-#[test]
-fn console_and_eight_cli_processes_lose_nothing() {
-    let t = TestDir::new();
+fn console_and_eight_cli_processes_lose_nothing(b: Backend) {
+    let Some(t) = Site::new(b) else { return };
     let serials = fleet(&t, 24);
     let srv = Server::start(&t, &[]);
-    let token = token_beside(&t);
+    let token = t.token();
     // Devices 0..16: two each for 8 CLI workers; 16..24: the API.
     let mut workers = Vec::new();
     for w in 0..8 {
         let mine = serials[w * 2..w * 2 + 2].to_vec();
         let root = t.root().to_path_buf();
+        let db = t.db.clone();
         workers.push(std::thread::spawn(move || {
             for round in 0..3 {
                 for sn in &mine {
@@ -882,7 +953,7 @@ fn console_and_eight_cli_processes_lose_nothing() {
                     };
                     let out = Command::new(DEVCERT)
                         .current_dir(&root)
-                        .args(["registry", "--db", "reg.db", "device", verb, sn])
+                        .args(["registry", "--db", &db, "device", verb, sn])
                         .output()
                         .unwrap();
                     assert!(
@@ -923,7 +994,7 @@ fn console_and_eight_cli_processes_lose_nothing() {
             .all(|d| d["status"] == "inactive"),
         "{list}"
     );
-    let rows = audit_rows(&t);
+    let rows = t.audit_rows();
     assert_eq!(rows.len(), 24 * 3);
     assert_eq!(rows.iter().filter(|r| r.0 == "cli").count(), 16 * 3);
     assert_eq!(rows.iter().filter(|r| r.0 == "api-token").count(), 8 * 3);
@@ -1026,10 +1097,10 @@ fn browser_signs_in_finds_and_deactivates_a_device() {
     let Some(chromedriver) = find_chromedriver() else {
         return;
     };
-    let t = TestDir::new();
+    let t = Site::new(Backend::Sqlite).unwrap();
     let serials = fleet(&t, 12);
     let srv = Server::start(&t, &[]);
-    let token = token_beside(&t);
+    let token = t.token();
     let target = serials[6].clone(); // dev-0007
     let profile = t.path("chromium-profile");
     let driver = Driver::start(&chromedriver, &t.path("chromedriver.log"), &profile);

@@ -117,6 +117,10 @@ pub fn serve(cfg: Config) -> Result<()> {
         sessions: auth::Sessions::default(),
         read_only: cfg.read_only,
     });
+    // The last reference to the connections is dropped at the end, outside
+    // the runtime: a PostgreSQL client's drop blocks on a runtime of its
+    // own, which tokio refuses inside another (a panic on SIGTERM).
+    let pool = Arc::clone(&state.pool);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,6 +148,7 @@ pub fn serve(cfg: Config) -> Result<()> {
     })?;
     // Requests still running get a moment to finish; then the process ends.
     rt.shutdown_timeout(Duration::from_secs(5));
+    drop(pool);
     eprintln!("stopped");
     Ok(())
 }
