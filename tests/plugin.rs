@@ -417,6 +417,62 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
     assert!(s.connects(&b, "dev2", "unlocked-new"), "{}", b.log_text());
 }
 
+/// On PostgreSQL, `plugin_opt_busy_ms` bounds the wait for another
+/// client's lock too (the connection's `lock_timeout`): while a CRL run
+/// elsewhere holds the CA row, a device that must be registered is refused
+/// after it, fail closed; a known device is still admitted.
+#[test]
+fn postgres_lock_held_elsewhere_refuses_new_devices_after_busy_ms() {
+    let Some(s) = Setup::on(Backend::Postgres) else {
+        return;
+    };
+    let pg = s.pg.as_ref().unwrap();
+    s.device("dev", "CA");
+    s.device("dev2", "CA");
+    let b = s.start("plugin_opt_busy_ms 300\n");
+    assert!(s.connects(&b, "dev", "first"), "{}", b.log_text());
+    // psql holds the CA row as `registry crl` does while it numbers a CRL.
+    let mut locker = Command::new(common::pg::pg_bin().unwrap().join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-h"])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port.to_string(), "-U", common::pg::PG_USER, "-d"])
+        .arg(common::pg::PG_DB)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    use std::io::Write as _;
+    writeln!(
+        locker.stdin.as_mut().unwrap(),
+        "BEGIN; SELECT 'locked' FROM cas FOR UPDATE;"
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let started = Instant::now();
+    assert!(!s.connects(&b, "dev2", "locked-new"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let line = last_decision(&b, "locked-new");
+    assert!(
+        line.contains("refused") && line.contains("locked by another client"),
+        "{line}"
+    );
+    assert!(s.connects(&b, "dev", "locked-known"), "{}", b.log_text());
+    // The lock gone (psql ends, its transaction rolled back): admitted.
+    drop(locker.stdin.take());
+    locker.wait().unwrap();
+    assert!(s.connects(&b, "dev2", "unlocked-new"), "{}", b.log_text());
+}
+
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
