@@ -39,28 +39,14 @@ const PG_TOKEN_FILE: &str = "pg.token";
 impl Site {
     /// `None` when PostgreSQL is missing outside CI (the test is skipped).
     fn new(b: Backend) -> Option<Site> {
+        let (db, pg) = common::pg::registry_under_test(b)?;
         let t = TestDir::new();
-        Some(match b {
-            Backend::Sqlite => Site {
-                t,
-                db: "reg.db".into(),
-                pg: None,
-            },
-            Backend::Postgres => {
-                let pg = PgServer::start()?;
-                let token = t.write(PG_TOKEN_FILE, "tok-pg-0123456789abcdefghij\n");
-                std::fs::set_permissions(
-                    &token,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                )
+        if pg.is_some() {
+            let token = t.write(PG_TOKEN_FILE, "tok-pg-0123456789abcdefghij\n");
+            std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                 .unwrap();
-                Site {
-                    t,
-                    db: pg.url(),
-                    pg: Some(pg),
-                }
-            }
-        })
+        }
+        Some(Site { t, db, pg })
     }
 
     /// The API token of a server started without `--token-file`.

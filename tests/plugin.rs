@@ -37,11 +37,7 @@ impl Setup {
     /// A setup whose registry is a SQLite file or a PostgreSQL database.
     fn on(backend: Backend) -> Option<Setup> {
         let exe = find_mosquitto()?;
-        let pg = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(PgServer::start()?),
-        };
-        let db = pg.as_ref().map_or("reg.db".into(), PgServer::url);
+        let (db, pg) = common::pg::registry_under_test(backend)?;
         let t = TestDir::new();
         ca_and_server(&t);
         t.devcert(&[
@@ -382,7 +378,8 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
     // Another process holding the write lock past plugin_opt_busy_ms: a
     // device that must be registered is refused; known devices are read
     // without waiting (WAL) and still admitted.
-    let mut locker = Command::new("python3")
+    let mut locker = Command::new("python3");
+    locker
         .args([
             "-c",
             "import sqlite3,sys\n\
@@ -392,11 +389,21 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
              print('locked',flush=True)\n\
              sys.stdin.read()",
         ])
-        .arg(&db)
+        .arg(&db);
+    s.device("dev2", "CA");
+    refused_while_locked(&s, &b, locker, "locked by another process (waited 300 ms)");
+}
+
+/// While `locker` (which prints `locked` once it holds the registry's lock
+/// and lets go when its stdin closes) runs, the unregistered `dev2` is
+/// refused within `plugin_opt_busy_ms`, naming `why`, and the known `dev`
+/// still admitted; once the lock is gone, `dev2` is admitted.
+fn refused_while_locked(s: &Setup, b: &Broker, mut locker: Command, why: &str) {
+    let mut locker = locker
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python3");
+        .expect("start the locker");
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
@@ -404,17 +411,19 @@ fn broken_registry_refuses_while_the_broker_keeps_serving() {
     )
     .unwrap();
     assert_eq!(line.trim(), "locked");
-    s.device("dev2", "CA");
-    assert!(!s.connects(&b, "dev2", "locked-new"));
-    let line = last_decision(&b, "locked-new");
+    let started = Instant::now();
+    assert!(!s.connects(b, "dev2", "locked-new"));
     assert!(
-        line.contains("refused") && line.contains("locked by another process (waited 300 ms)"),
-        "{line}"
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
-    assert!(s.connects(&b, "dev", "locked-known"), "{}", b.log_text());
+    let line = last_decision(b, "locked-new");
+    assert!(line.contains("refused") && line.contains(why), "{line}");
+    assert!(s.connects(b, "dev", "locked-known"), "{}", b.log_text());
     drop(locker.stdin.take());
     locker.wait().unwrap();
-    assert!(s.connects(&b, "dev2", "unlocked-new"), "{}", b.log_text());
+    assert!(s.connects(b, "dev2", "unlocked-new"), "{}", b.log_text());
 }
 
 /// On PostgreSQL, `plugin_opt_busy_ms` bounds the wait for another
@@ -431,46 +440,17 @@ fn postgres_lock_held_elsewhere_refuses_new_devices_after_busy_ms() {
     s.device("dev2", "CA");
     let b = s.start("plugin_opt_busy_ms 300\n");
     assert!(s.connects(&b, "dev", "first"), "{}", b.log_text());
-    // psql holds the CA row as `registry crl` does while it numbers a CRL.
-    let mut locker = Command::new(common::pg::pg_bin().unwrap().join("psql"))
+    // psql holds the CA row as `registry crl` does while it numbers a CRL,
+    // until its stdin closes (`\! cat`); its transaction then rolls back.
+    let mut locker = Command::new(common::pg::pg_bin().unwrap().join("psql"));
+    locker
         .args(["-X", "-q", "-A", "-t", "-h"])
         .arg(pg.socket_dir())
         .args(["-p", &pg.port.to_string(), "-U", common::pg::PG_USER, "-d"])
         .arg(common::pg::PG_DB)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("psql");
-    use std::io::Write as _;
-    writeln!(
-        locker.stdin.as_mut().unwrap(),
-        "BEGIN; SELECT 'locked' FROM cas FOR UPDATE;"
-    )
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
-    let started = Instant::now();
-    assert!(!s.connects(&b, "dev2", "locked-new"));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let line = last_decision(&b, "locked-new");
-    assert!(
-        line.contains("refused") && line.contains("locked by another client"),
-        "{line}"
-    );
-    assert!(s.connects(&b, "dev", "locked-known"), "{}", b.log_text());
-    // The lock gone (psql ends, its transaction rolled back): admitted.
-    drop(locker.stdin.take());
-    locker.wait().unwrap();
-    assert!(s.connects(&b, "dev2", "unlocked-new"), "{}", b.log_text());
+        .args(["-c", "BEGIN", "-c", "SELECT 'locked' FROM cas FOR UPDATE"])
+        .args(["-c", "\\! cat > /dev/null"]);
+    refused_while_locked(&s, &b, locker, "locked by another client");
 }
 
 fn set_mode(p: &Path, mode: u32) {

@@ -32,23 +32,14 @@ impl std::ops::Deref for RegDir {
 impl RegDir {
     /// `None` when PostgreSQL is missing outside CI (the test is skipped).
     fn new(b: Backend) -> Option<RegDir> {
-        let t = TestDir::new();
-        Some(match b {
-            Backend::Sqlite => RegDir {
-                t,
-                db: "reg.db".into(),
-                label: "reg.db".into(),
-                pg: None,
-            },
-            Backend::Postgres => {
-                let pg = PgServer::start()?;
-                RegDir {
-                    t,
-                    db: pg.url(),
-                    label: pg.url_without_password(),
-                    pg: Some(pg),
-                }
-            }
+        let (db, pg) = common::pg::registry_under_test(b)?;
+        Some(RegDir {
+            t: TestDir::new(),
+            label: pg
+                .as_ref()
+                .map_or(db.clone(), PgServer::url_without_password),
+            db,
+            pg,
         })
     }
 

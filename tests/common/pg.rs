@@ -39,6 +39,19 @@ macro_rules! both_backends {
     };
 }
 
+/// The registry a test of backend `b` works on: `reg.db` (in the test's
+/// folder), or a database of a PostgreSQL server of its own (returned with
+/// it); `None` when PostgreSQL is missing outside CI.
+pub fn registry_under_test(b: Backend) -> Option<(String, Option<PgServer>)> {
+    Some(match b {
+        Backend::Sqlite => ("reg.db".into(), None),
+        Backend::Postgres => {
+            let pg = PgServer::start()?;
+            (pg.url(), Some(pg))
+        }
+    })
+}
+
 /// The PostgreSQL programs (initdb, postgres, psql), or `None` outside CI
 /// when PostgreSQL is not installed (the test prints SKIPPED).
 pub fn pg_bin() -> Option<PathBuf> {
