@@ -194,8 +194,8 @@ def main():
             registry = os.path.join(ROOT, "bench", "registry.py")
             subprocess.run([sys.executable, registry] + (["--smoke"] if args.smoke else []), check=True,
                            env=dict(os.environ, DEVCERT=DEVCERT))
-        busy = load() > os.cpu_count() / 2
-        print(f"\nload average at the end {load():.2f}" + (": other programs shared the cores, compare ratios, not absolute figures" if busy else ""))
+        print(f"\nload average at the end {load():.2f} (1 minute, the bench's own work included; "
+              "a high one at the start means other programs shared the cores: compare ratios then)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
