@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Cmd, TestDir, which};
+use super::{Cmd, TestDir, required, which_or_sbin};
 
 /// How long to wait for the broker to start or reload before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -16,18 +16,11 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// The broker binary; `None` (the test is skipped, with a line saying so)
 /// only outside CI, where .ci/run installs it.
 pub fn find_mosquitto() -> Option<PathBuf> {
-    let exe = which("mosquitto").or_else(|| {
-        let p = PathBuf::from("/usr/sbin/mosquitto");
-        p.exists().then_some(p)
-    });
-    if exe.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mosquitto is required in CI (.ci/run installs it)"
-        );
-        println!("SKIPPED: mosquitto not installed (apt-get install mosquitto mosquitto-clients)");
-    }
-    exe
+    required(
+        which_or_sbin("mosquitto"),
+        "mosquitto",
+        "mosquitto mosquitto-clients",
+    )
 }
 
 /// `target/release/libdevcert_mosquitto.so`, built (or found up to date)

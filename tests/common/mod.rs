@@ -1302,6 +1302,28 @@ pub fn which(prog: &str) -> Option<PathBuf> {
     })
 }
 
+/// [`which`], else Debian's `/usr/sbin` (daemons such as mosquitto and
+/// pgbouncer, not on a non-root PATH).
+pub fn which_or_sbin(prog: &str) -> Option<PathBuf> {
+    which(prog).or_else(|| {
+        let p = Path::new("/usr/sbin").join(prog);
+        p.is_file().then_some(p)
+    })
+}
+
+/// `found`, or, when a tool is missing: a failure in CI (where .ci/run
+/// installs `packages`), a printed `SKIPPED:` line elsewhere.
+pub fn required<T>(found: Option<T>, what: &str, packages: &str) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is required in CI (.ci/run installs {packages})"
+        );
+        println!("SKIPPED: {what} not installed (apt-get install {packages})");
+    }
+    found
+}
+
 /// Count PEM blocks with this label (e.g. "CERTIFICATE").
 pub fn pem_blocks(text: &str, label: &str) -> usize {
     text.matches(&format!("-----BEGIN {label}-----")).count()
@@ -1446,14 +1468,11 @@ pub fn token(t: &TestDir) -> Option<Token<'_>> {
     .into_iter()
     .flatten()
     .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{missing:?} required in CI (.ci/run installs softhsm2 and opensc)"
-        );
-        println!("SKIPPED: {missing:?} not installed (apt-get install softhsm2 opensc)");
-        return None;
-    }
+    required(
+        missing.is_empty().then_some(()),
+        &format!("{missing:?}"),
+        "softhsm2 opensc",
+    )?;
     std::fs::create_dir_all(t.path("tokens")).unwrap();
     let conf = t
         .write(
