@@ -77,17 +77,14 @@ fn at_once(t: &TestDir, n: usize, args: &[&str]) {
     }
 }
 
-#[test]
-fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
-    let Some(pg) = PgServer::start() else { return };
-    let t = TestDir::new();
-    ca(&t, "CA");
-    let url = pg.url();
-    // 16 provisioning processes on a fresh database: they also race to
-    // create the schema and to register the CA.
+/// `n` `devcert issue` processes at once (`dev-{i}/`, by CA.crt), each
+/// registering its device in `registry`, which then lists each once and
+/// no other. The serials of dev-0, dev-1, ... as OpenSSL reads them, and
+/// the `device list --json`.
+fn issue_at_once(t: &TestDir, n: usize, registry: &str) -> (Vec<String>, Value) {
     at_once(
-        &t,
-        16,
+        t,
+        n,
         &[
             "issue",
             "--cn",
@@ -99,19 +96,32 @@ fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
             "--out-dir",
             "dev-{i}",
             "--registry",
-            &url,
+            registry,
         ],
     );
-    let mut expected: Vec<String> = (0..16)
-        .map(|i| openssl_serial(&t, &format!("dev-{i}/client.crt")))
+    let issued: Vec<String> = (0..n)
+        .map(|i| openssl_serial(t, &format!("dev-{i}/client.crt")))
         .collect();
-    expected.sort();
-    let all = list(&t, &url);
+    let mut want = issued.clone();
+    want.sort();
+    let listed = list(t, registry);
     assert_eq!(
-        serials(&all),
-        expected,
+        serials(&listed),
+        want,
         "every issued device registered once"
     );
+    (issued, listed)
+}
+
+#[test]
+fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
+    let Some(pg) = PgServer::start() else { return };
+    let t = TestDir::new();
+    ca(&t, "CA");
+    let url = pg.url();
+    // 16 provisioning processes on a fresh database: they also race to
+    // create the schema and to register the CA.
+    let (issued, _) = issue_at_once(&t, 16, &url);
     let cas: Value =
         serde_json::from_slice(&reg(&t, &url, &["ca", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(cas.as_array().unwrap().len(), 1, "the CA registered once");
@@ -123,9 +133,7 @@ fn sixteen_issuers_and_four_deactivators_at_once_lose_nothing() {
         "16"
     );
     // 4 deactivations at once, of devices 0..4.
-    let four: Vec<String> = (0..4)
-        .map(|i| openssl_serial(&t, &format!("dev-{i}/client.crt")))
-        .collect();
+    let four = issued[..4].to_vec();
     let children: Vec<_> = four
         .iter()
         .map(|s| {
@@ -829,4 +837,123 @@ fn large_import_is_all_or_nothing_across_insert_chunks() {
     // SQLite takes the same file the same way.
     reg(&t, "big.db", &["import", "big.jsonl"]).ok();
     assert_eq!(list(&t, "big.db").as_array().unwrap().len(), n);
+}
+
+/// What a user runs, through PgBouncer in session pooling mode
+/// (docs/registry.md): each command's result equals what the server itself
+/// holds, and PgBouncer's own console shows the traffic went through it.
+#[test]
+fn a_fleet_through_pgbouncer_in_session_mode() {
+    let Some(pg) = PgServer::start() else { return };
+    let Some(bouncer) = PgBouncer::start(&pg) else {
+        return;
+    };
+    let t = TestDir::new();
+    ca(&t, "CA");
+    let (pooled, direct) = (bouncer.url(), pg.url());
+    // The schema is created through PgBouncer.
+    reg(&t, &pooled, &["ca", "add", "CA.crt"]).ok();
+    let (issued, listed) = issue_at_once(&t, 4, &pooled);
+    assert_eq!(listed, list(&t, &direct), "the same list read directly");
+    assert_eq!(
+        pg.psql(PG_DB, "SELECT count(*) FROM devices").trim(),
+        "4",
+        "psql on the server"
+    );
+    reg(&t, &pooled, &["auth", "dev-0/client.crt"]).code(0);
+    reg(&t, &pooled, &["device", "deactivate", &issued[0]]).ok();
+    assert_eq!(
+        pg.psql(
+            PG_DB,
+            &format!("SELECT status FROM devices WHERE serial = '{}'", issued[0])
+        )
+        .trim(),
+        "inactive"
+    );
+    // Refused after deactivation, the others still admitted.
+    reg(&t, &pooled, &["auth", "dev-0/client.crt"]).code(3);
+    reg(&t, &pooled, &["auth", "dev-1/client.crt"]).code(0);
+    // The CRL, as OpenSSL reads it: signed by the CA, listing dev-0 alone.
+    reg(
+        &t,
+        &pooled,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "ca.crl",
+        ],
+    )
+    .ok();
+    let verified = t
+        .openssl(&[
+            "crl", "-in", "ca.crl", "-CAfile", "CA.crt", "-verify", "-noout",
+        ])
+        .ok();
+    assert!(
+        verified.text().contains("verify OK"),
+        "{}",
+        verified.describe()
+    );
+    let text = t.openssl_ok(&["crl", "-in", "ca.crl", "-noout", "-text"]);
+    let revoked: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .collect();
+    assert_eq!(revoked, [issued[0].as_str()]);
+    let export = reg(&t, &pooled, &["export"]).ok().stdout_str();
+    assert!(export.contains(&issued[3]), "{export}");
+    assert_eq!(
+        export,
+        reg(&t, &direct, &["export"]).ok().stdout_str(),
+        "the export read directly"
+    );
+    // It all went through PgBouncer (its admin console, over psql): queries
+    // counted for the registry database, server connections kept open.
+    let stats = bouncer.show("STATS");
+    let row = |table: &str| -> std::collections::HashMap<String, String> {
+        let mut lines = table.lines();
+        let head: Vec<&str> = lines.next().unwrap().split('|').collect();
+        let row = lines
+            .find(|l| l.starts_with(&format!("{PG_DB}|")))
+            .unwrap_or_else(|| panic!("no {PG_DB} row in:\n{table}"));
+        head.iter()
+            .map(|h| h.to_string())
+            .zip(row.split('|').map(str::to_string))
+            .collect()
+    };
+    let queries: u64 = row(&stats)["total_query_count"].parse().unwrap();
+    assert!(queries > 0, "{stats}");
+    let pools = bouncer.show("POOLS");
+    let kept: u64 = row(&pools)["sv_idle"].parse().unwrap();
+    assert!(
+        kept > 0,
+        "server connections stay up between commands: {pools}"
+    );
+    // A wrong password: refused by PgBouncer with one clear line, never echoed.
+    let out = reg(
+        &t,
+        &bouncer.url_with("Wrong-Secret-42"),
+        &["device", "list"],
+    )
+    .fails_naming(&[
+        "password authentication failed",
+        &bouncer.url_without_password(),
+    ]);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("check the password"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stderr.contains("Wrong-Secret-42") && !out.stderr.contains(PG_PASSWORD),
+        "{}",
+        out.describe()
+    );
 }

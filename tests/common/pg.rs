@@ -81,14 +81,7 @@ pub fn pg_bin() -> Option<PathBuf> {
         dirs.sort();
         dirs.pop()
     });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PostgreSQL is required in CI (.ci/run installs it)"
-        );
-        println!("SKIPPED: PostgreSQL not installed (apt-get install postgresql)");
-    }
-    found
+    super::required(found, "PostgreSQL", "postgresql")
 }
 
 /// uid/gid of the `postgres` user when running as root.
@@ -294,9 +287,8 @@ impl PgServer {
             if self.port == 0 || attempt > 0 {
                 self.port = free_port();
             }
-            let log = std::fs::File::create(self.root.join("server.log")).unwrap();
-            chown(&self.root.join("server.log"), self.owner);
-            let child = as_server_user(&mut Command::new(self.bin.join("postgres")), self.owner)
+            let mut postgres = Command::new(self.bin.join("postgres"));
+            postgres
                 .arg("-D")
                 .arg(self.root.join("data"))
                 .arg("-k")
@@ -312,13 +304,12 @@ impl PgServer {
                     "shared_buffers=16MB",
                     "-c",
                     "max_connections=50",
-                ])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start postgres");
-            self.child = Some(child);
+                ]);
+            self.child = Some(spawn_logged(
+                &mut postgres,
+                self.owner,
+                &self.root.join("server.log"),
+            ));
             if self.wait_ready() {
                 return;
             }
@@ -354,21 +345,7 @@ impl PgServer {
 
     /// Fast shutdown (SIGINT to the postmaster, by PID), waited for.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(self.child.take());
     }
 
     /// `postgres://devcert:PASSWORD@127.0.0.1:PORT/DB`.
@@ -438,6 +415,174 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// `cmd` started as the server user, its output into `log` (made afresh).
+fn spawn_logged(cmd: &mut Command, owner: Option<(u32, u32)>, log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    chown(log, owner);
+    let program = cmd.get_program().to_owned();
+    as_server_user(cmd, owner)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program:?}: {e}"))
+}
+
+/// SIGINT by PID (fast shutdown for the postmaster, safe shutdown for
+/// PgBouncer), waited for; SIGKILL if still running 30 s later.
+fn stop(child: Option<Child>) {
+    let Some(mut child) = child else {
+        return;
+    };
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// PgBouncer in front of a [`PgServer`], as docs/registry.md advises:
+/// session pooling, on a free 127.0.0.1 port, its files in a temp folder,
+/// stopped by PID when dropped (also on panic). Logins are checked against
+/// the server's own SCRAM verifier of [`PG_USER`] (no plain password on
+/// disk), so a wrong password is refused as by the server itself.
+pub struct PgBouncer {
+    dir: tempfile::TempDir,
+    /// The server's psql, for the admin console.
+    psql: PathBuf,
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl PgBouncer {
+    /// PgBouncer in front of `server`'s test database, or `None` when
+    /// PgBouncer is missing outside CI.
+    pub fn start(server: &PgServer) -> Option<PgBouncer> {
+        let exe = super::required(super::which_or_sbin("pgbouncer"), "PgBouncer", "pgbouncer")?;
+        let owner = server.owner;
+        let dir = tempfile::Builder::new()
+            .prefix("devcert-pgbouncer-")
+            .tempdir()
+            .expect("temp dir");
+        chown(dir.path(), owner);
+        let verifier = server.psql(
+            PG_DB,
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{PG_USER}'"),
+        );
+        assert!(verifier.starts_with("SCRAM-SHA-256$"), "{verifier}");
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{PG_USER}\" \"{}\"\n", verifier.trim())).unwrap();
+        std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        chown(&users, owner);
+        let mut b = PgBouncer {
+            psql: server.bin.join("psql"),
+            dir,
+            child: None,
+            port: 0,
+        };
+        for _ in 0..5 {
+            b.port = free_port();
+            let ini = b.dir.path().join("pgbouncer.ini");
+            std::fs::write(
+                &ini,
+                format!(
+                    "[databases]\n{PG_DB} = host=127.0.0.1 port={} dbname={PG_DB}\n\
+                     [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {}\n\
+                     unix_socket_dir =\npool_mode = session\n\
+                     auth_type = scram-sha-256\nauth_file = {}\n\
+                     stats_users = {PG_USER}\n",
+                    server.port,
+                    b.port,
+                    users.display()
+                ),
+            )
+            .unwrap();
+            chown(&ini, owner);
+            // Without `logfile`, PgBouncer logs to stderr: into this file.
+            let log = b.dir.path().join("pgbouncer.log");
+            b.child = Some(spawn_logged(Command::new(&exe).arg(&ini), owner, &log));
+            if b.wait_ready() {
+                return Some(b);
+            }
+            stop(b.child.take());
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                text.contains("Address already in use"),
+                "pgbouncer did not start:\n{text}"
+            );
+        }
+        panic!("pgbouncer did not start on 5 free ports");
+    }
+
+    /// Listening, or exited (false).
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// `postgres://devcert:PASSWORD@127.0.0.1:PORT/registry` through PgBouncer.
+    pub fn url(&self) -> String {
+        self.url_with(PG_PASSWORD)
+    }
+
+    pub fn url_with(&self, password: &str) -> String {
+        format!(
+            "postgres://{PG_USER}:{password}@127.0.0.1:{}/{PG_DB}",
+            self.port
+        )
+    }
+
+    /// What devcert names the registry in messages.
+    pub fn url_without_password(&self) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{PG_DB}", self.port)
+    }
+
+    /// A `SHOW ...` of PgBouncer's admin console (psql over TCP, with the
+    /// password): its unaligned rows, `|`-separated, with a header line.
+    pub fn show(&self, what: &str) -> String {
+        let out = super::Cmd::new(self.dir.path(), &self.psql)
+            .env("PGPASSWORD", PG_PASSWORD)
+            .args(["-X", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .args([
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+                "-d",
+                "pgbouncer",
+                "-c",
+                &format!("SHOW {what}"),
+            ])
+            .run();
+        assert!(out.code == Some(0), "SHOW {what}: {}", out.describe());
+        out.stdout_str()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        stop(self.child.take());
     }
 }
 

@@ -149,7 +149,18 @@ pub(super) fn pg_error(e: postgres::Error) -> StoreError {
             Some(d) => format!("{} ({d})", db.message()),
             None => db.message().to_string(),
         };
-        return if *code == SqlState::INVALID_PASSWORD {
+        // PgBouncer checks the password itself and refuses it with its own
+        // words and code 08P01, not the server's 28P01.
+        let pooler_refused = matches!(
+            db.message(),
+            "SASL authentication failed" | "password authentication failed"
+        );
+        return if *code == SqlState::INVALID_PASSWORD || pooler_refused {
+            let why = if why.starts_with("password") {
+                why
+            } else {
+                format!("password authentication failed ({why})")
+            };
             StoreError::new(why).hint("check the password (URL, PGPASSWORD or ~/.pgpass)")
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             StoreError::new(why)
