@@ -63,24 +63,39 @@ impl RegDir {
     /// past devcert (with the database's own client): the database's
     /// answer, `Err` when it refused.
     fn raw_insert_device(&self, serial: &str) -> Result<(), String> {
-        let sql = format!(
-            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint) VALUES ('{serial}', 1, 'CN=x', 'active', 0, 0, 0, x'00')"
-        );
+        self.raw_sql(&format!(
+            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint) VALUES ('{serial}', 1, 'CN=x', 'active', 0, 0, 0, BLOB'00')"
+        ))
+        .map(drop)
+    }
+
+    /// Runs one SQL statement with the database's own client (python's
+    /// sqlite3, psql), past devcert: its rows as `a|b` lines, `Err` when
+    /// the database refused. Blobs are written `BLOB'<hex>'`.
+    fn raw_sql(&self, sql: &str) -> Result<String, String> {
         let out = match &self.pg {
             None => Cmd::new(self.root(), "python3")
                 .args([
                     "-c",
-                    "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
+                    "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nfor r in c.execute(sys.argv[2]): print('|'.join(map(str, r)))\nc.commit()",
                     "reg.db",
-                    &sql,
+                    &sql.replace("BLOB'", "x'"),
                 ])
                 .run(),
-            Some(pg) => pg.psql_cmd(common::pg::PG_DB, &sql.replace("x'00'", "'\\x00'")),
+            Some(pg) => pg.psql_cmd(common::pg::PG_DB, &sql.replace("BLOB'", "'\\x")),
         };
         match out.code {
-            Some(0) => Ok(()),
+            Some(0) => Ok(out.stdout_str().trim().to_string()),
             _ => Err(out.text()),
         }
+    }
+
+    fn schema_version(&self) -> String {
+        let q = match self.pg {
+            None => "PRAGMA user_version",
+            Some(_) => "SELECT version FROM devcert_schema",
+        };
+        self.raw_sql(q).unwrap()
     }
 }
 
@@ -101,6 +116,7 @@ both_backends!(
     negative_and_zero_serials_are_refused_where_certificates_enter,
     serials_are_unique_across_cas_and_devices,
     ca_export_and_one_crl_file_for_several_cas,
+    a_version_1_registry_is_migrated_in_place,
 );
 
 /// A devcert CA `CA.crt`/`CA.key` (keyUsage keyCertSign, cRLSign).
@@ -1928,4 +1944,99 @@ fn ca_export_and_one_crl_file_for_several_cas(b: Backend) {
     reg(&t, &der).usage_error();
     assert_eq!(t.read("fleet.crl"), before);
     t.assert_no_file("x.crl");
+}
+
+/// A registry an older devcert left (schema version 1, rows written with
+/// the database's own client) is migrated in place by the first command of
+/// this one: nothing lost; the device counts, common names and held
+/// devices right; one namespace of serials enforced on the old rows too.
+fn a_version_1_registry_is_migrated_in_place(b: Backend) {
+    let Some(t) = RegDir::new(b) else { return };
+    devcert_ca(&t, "CA", "/CN=Old CA");
+    // Makes the version 1 schema (the command itself then fails: today's
+    // CA row needs tables of version 4).
+    t.devcert_cmd()
+        .env("DEVCERT_TEST_SCHEMA_VERSION", "1")
+        .args(["registry", "--db", &t.db, "ca", "add", "CA.crt"])
+        .run();
+    assert_eq!(t.schema_version(), "1");
+    t.openssl_ok(&["x509", "-in", "CA.crt", "-outform", "DER", "-out", "CA.der"]);
+    let der = t.read("CA.der");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    use sha2::Digest as _;
+    let ca_serial = openssl_serial(&t, "CA.crt");
+    t.raw_sql(&format!(
+        "INSERT INTO cas (serial, subject, ski, not_before, not_after, registered_at, fingerprint, der)
+         VALUES ('{ca_serial}', 'CN=Old CA', '', 0, 4102444800, 1700000000, BLOB'{}', BLOB'{}')",
+        hex(&sha2::Sha256::digest(&der)),
+        hex(&der)
+    ))
+    .unwrap();
+    for (i, status) in ["active", "inactive", "active"].iter().enumerate() {
+        t.raw_sql(&format!(
+            "INSERT INTO devices (serial, ca_id, subject, status, not_before, not_after, registered_at, fingerprint)
+             VALUES ('0A0{i}', 1, 'CN=old-{i},O=Fleet', '{status}', 0, 4102444800, 1700000000, BLOB'0{i}')"
+        ))
+        .unwrap();
+    }
+    // The first command of this devcert migrates it.
+    let list = json(reg(&t, &["device", "list", "--json"]));
+    assert_eq!(
+        t.schema_version(),
+        devcert::registry::SCHEMA_VERSION.to_string()
+    );
+    let got: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["serial"].as_str().unwrap().into(),
+                d["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> =
+        [("0A00", "active"), ("0A01", "inactive"), ("0A02", "active")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(got, want);
+    // Version 4 took the common names out of the stored subjects.
+    let by_cn = json(reg(&t, &["device", "list", "--cn", "old-1", "--json"]));
+    assert_eq!(by_cn[0]["serial"], "0A01");
+    assert_eq!(json(reg(&t, &["ca", "list", "--json"]))[0]["devices"], 3);
+    // The held device of version 1 is on the CRL.
+    reg(
+        &t,
+        &[
+            "crl", "--ca", "CA.crt", "--ca-key", "CA.key", "-o", "old.crl",
+        ],
+    )
+    .ok();
+    let crl = t.openssl_ok(&[
+        "crl", "-in", "old.crl", "-noout", "-text", "-CAfile", "CA.crt",
+    ]);
+    assert!(crl.contains("Serial Number: 0A01"), "{crl}");
+    assert!(!crl.contains("Serial Number: 0A00"), "{crl}");
+    // Old rows claimed their serials: neither a device's nor the CA's can
+    // be taken again, not even past devcert.
+    assert!(t.raw_insert_device("0A02").is_err());
+    assert!(t.raw_insert_device(&ca_serial).is_err());
+    // And the registry goes on: a new device, counted with the old ones.
+    t.devcert(&[
+        "issue",
+        "--cn",
+        "new-1",
+        "--ca",
+        "CA.crt",
+        "--ca-key",
+        "CA.key",
+        "--out-dir",
+        "new-1",
+        "--registry",
+        &t.db,
+    ])
+    .ok();
+    assert_eq!(json(reg(&t, &["ca", "list", "--json"]))[0]["devices"], 4);
 }

@@ -16,6 +16,8 @@ mod devices;
 pub mod export;
 mod postgres;
 mod schema;
+/// The registry schema version this build writes (both backends).
+pub use schema::VERSION as SCHEMA_VERSION;
 mod sqlite;
 pub mod store;
 

@@ -173,8 +173,9 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Brings the schema up to [`VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let target = super::store::schema_target(VERSION);
     let v = user_version(conn)?;
-    if v == VERSION {
+    if (target..=VERSION).contains(&v) {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -191,11 +192,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     if v == 0 && tables > 0 {
         return Err(MigrateError::Foreign);
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+    for (i, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(v as usize)
+    {
         tx.execute_batch(step)?;
         backfill(&tx, i as i64 + 1)?;
     }
-    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.pragma_update(None, "user_version", target.max(v))?;
     tx.commit()?;
     Ok(())
 }

@@ -232,6 +232,18 @@ pub fn open(
 
 /// What messages call the registry: the path, or the URL without its
 /// password.
+/// The schema version to migrate to: the build's, or an older one where
+/// `DEVCERT_TEST_SCHEMA_VERSION` asks (tests/registry.rs, to make a
+/// registry as an older devcert left it; as `DEVCERT_TEST_STOP_AT` in
+/// output.rs). Never a downgrade: a newer database is left as it is.
+pub fn schema_target(latest: i64) -> i64 {
+    std::env::var("DEVCERT_TEST_SCHEMA_VERSION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| (1..latest).contains(v))
+        .unwrap_or(latest)
+}
+
 pub fn label(value: &str) -> String {
     if super::postgres::settings::is_url(value) {
         super::postgres::label(value)

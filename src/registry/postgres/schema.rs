@@ -233,8 +233,9 @@ pub fn open(client: &mut Client, create: bool, session: &str) -> StoreResult<boo
 /// Brings the schema up to [`VERSION`], creating it in a database that
 /// has no tables yet.
 fn migrate(client: &mut Client) -> StoreResult<()> {
+    let target = crate::registry::store::schema_target(VERSION);
     match version(client)? {
-        Some(v) if v == VERSION => return Ok(()),
+        Some(v) if (target..=VERSION).contains(&v) => return Ok(()),
         Some(v) if v > VERSION => return Err(StoreError::too_new(v)),
         _ => {}
     }
@@ -266,11 +267,16 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     if v > VERSION {
         return Err(StoreError::too_new(v));
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+    for (i, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(v as usize)
+    {
         tx.batch_execute(step).map_err(pg_error)?;
         backfill(&mut tx, i as i64 + 1)?;
     }
-    tx.execute("UPDATE devcert_schema SET version = $1", &[&VERSION])
+    tx.execute("UPDATE devcert_schema SET version = $1", &[&target.max(v)])
         .map_err(pg_error)?;
     tx.commit().map_err(pg_error)
 }
