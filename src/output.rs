@@ -629,6 +629,18 @@ pub fn parent_dir(target: &Path) -> &Path {
 static GATE: RwLock<()> = RwLock::new(());
 /// The temp files and folders that exist now.
 static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+/// Set by the signal handler itself, at delivery: from then on no temp
+/// file is made or placed, so a command resumed by SIGCONT after a SIGTERM
+/// never races on to finish while the cleanup thread is still waking up.
+static ENDING: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Waits for the signal cleanup to end the process, once a signal came.
+fn stop_if_ending() {
+    while ENDING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
 
 /// A registered temp path; dropping it unregisters the path (the owner
 /// removes or renames the file itself).
@@ -649,6 +661,7 @@ fn live() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
 pub fn track<T>(
     create: impl FnOnce() -> std::io::Result<(T, PathBuf)>,
 ) -> std::io::Result<(T, Live)> {
+    stop_if_ending();
     let _shared = GATE.read().unwrap_or_else(|e| e.into_inner());
     let (made, path) = create()?;
     live().insert(path.clone());
@@ -658,6 +671,7 @@ pub fn track<T>(
 /// Runs `create` (something inside a tracked temp folder) so that it
 /// cannot race the signal cleanup removing that folder.
 pub fn while_no_cleanup<T>(create: impl FnOnce() -> T) -> T {
+    stop_if_ending();
     let _shared = GATE.read().unwrap_or_else(|e| e.into_inner());
     create()
 }
@@ -671,7 +685,10 @@ pub fn remove_temps_on_signals() -> Result<()> {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     let mut result = Ok(());
     INSTALLED.call_once(|| {
-        result = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        result = [SIGINT, SIGTERM, SIGHUP]
+            .into_iter()
+            .try_for_each(|sig| signal_hook::flag::register(sig, ENDING.clone()).map(drop))
+            .and_then(|()| signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]))
             .and_then(|mut signals| {
                 std::thread::Builder::new()
                     .name("devcert-signals".into())
