@@ -133,7 +133,7 @@ pub fn run(a: BatchArgs) -> Result<()> {
         .unwrap_or(Digest::Sha256);
     let algo = super::key_algo(a.algo, req.as_ref())?;
     let profile = a.profile.load()?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest)?;
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest, &[])?;
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

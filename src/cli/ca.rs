@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use clap::Args;
 use devcert::ca::{DEFAULT_CA_DAYS, make_intermediate, make_root};
 use devcert::crypto::SigningKey;
@@ -7,15 +5,14 @@ use devcert::digest::Digest;
 use devcert::error::{Error, ErrorKind, Result};
 use devcert::inspect::describe_certificate;
 use devcert::keys::{AlgoSpec, KeyFormat, PrivateKey, pem_encode};
-use devcert::output::{
-    Mode, refuse_existing, refuse_overwriting_ca, refuse_same_file, write_file, write_key_and,
-};
+use devcert::output::{Mode, refuse_existing, refuse_same_file, write_file, write_key_and};
 use devcert::pkcs11::{Pkcs11Uri, TokenKey, is_uri};
 use serde_json::json;
 
 use super::subject::{ValidityArgs, resolve_subject};
 use super::{
-    JsonArg, OutPassArgs, PassArgs, Pkcs11Args, key_algo, load_ca, parse_digest, usage, warn_all,
+    JsonArg, OutPassArgs, PassArgs, Pkcs11Args, files_of, key_algo, load_ca, parse_digest, usage,
+    warn_all,
 };
 
 /// Create a CA: a self-signed root, or an intermediate with --ca/--ca-key
@@ -85,17 +82,13 @@ pub fn run(a: CaArgs) -> Result<()> {
         Some(_) => refuse_existing(&a.out, a.force)?,
         None => refuse_same_file(&a.key_out, &a.out)?,
     }
-    if let (Some(ca), Some(ca_key)) = (&a.ca, &a.ca_key) {
-        let outputs = [a.key_out.as_str(), a.out.as_str()];
-        refuse_overwriting_ca(
-            outputs.iter().filter(|o| **o != "-").map(Path::new),
-            &[("--ca", ca), ("--ca-key", ca_key)],
-        )?;
-    }
     let subject = resolve_subject(a.config.as_deref(), a.subject.as_deref(), None)?;
     let lifetime = a.validity.lifetime(DEFAULT_CA_DAYS);
     let parent = match (&a.ca, &a.ca_key) {
-        (Some(ca), Some(key)) => Some(load_ca(ca, key, &a.pass, &a.pkcs11, a.digest)?),
+        (Some(ca), Some(key)) => {
+            let writes = files_of(&[&a.key_out, &a.out]);
+            Some(load_ca(ca, key, &a.pass, &a.pkcs11, a.digest, &writes)?)
+        }
         _ => None,
     };
     let pass = match token {

@@ -6,7 +6,6 @@ use devcert::error::Result;
 use devcert::inspect::describe_certificate;
 use devcert::issue::{DEVICE_FILES, DeviceSpec, make_device, write_device};
 use devcert::keys::AlgoSpec;
-use devcert::output::refuse_overwriting_ca;
 use devcert::registry::register_issued;
 use serde_json::json;
 
@@ -75,12 +74,9 @@ pub fn run(a: IssueArgs) -> Result<()> {
         .or(req.and_then(|r| r.digest))
         .unwrap_or(Digest::Sha256);
     let profile = a.profile.load()?;
-    let outputs: Vec<PathBuf> = DEVICE_FILES.iter().map(|f| a.out_dir.join(f)).collect();
-    refuse_overwriting_ca(
-        outputs.iter().map(PathBuf::as_path),
-        &[("--ca", &a.ca), ("--ca-key", &a.ca_key)],
-    )?;
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest)?;
+    let outputs = DEVICE_FILES.map(|f| a.out_dir.join(f));
+    let writes = outputs.each_ref().map(PathBuf::as_path);
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, digest, &writes)?;
     let pass =
         a.out_pass
             .passphrase(&a.pass, "the device key", &a.out_dir.display().to_string())?;

@@ -277,15 +277,29 @@ pub fn load_key(path: &str, pass: &PassArgs) -> Result<PrivateKey> {
     Ok(loaded?.0)
 }
 
+/// The output paths among `outs` that name files (`-` is stdout).
+pub fn files_of<'a>(outs: &[&'a str]) -> Vec<&'a std::path::Path> {
+    outs.iter()
+        .filter(|o| **o != "-")
+        .map(|o| std::path::Path::new(*o))
+        .collect()
+}
+
 /// Loads a CA certificate and its key (a file or a token's) and checks
-/// they may sign.
+/// they may sign. `writes`: the files the command will write, none of
+/// which may be the CA's own (not even with --force).
 pub fn load_ca(
     ca: &str,
     ca_key: &str,
     pass: &PassArgs,
     pkcs11: &Pkcs11Args,
     digest: Digest,
+    writes: &[&std::path::Path],
 ) -> Result<CaSigner> {
+    devcert::output::refuse_overwriting_ca(
+        writes.iter().copied(),
+        &[("--ca", ca), ("--ca-key", ca_key)],
+    )?;
     let cert = load_certificate(&read_input(ca)?, "cannot read CA certificate")?;
     let key = SigningKey::open(ca_key, &pass.source(), pkcs11.module())?;
     CaSigner::new(cert, &key, digest)

@@ -632,7 +632,7 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     let cas =
         a.ca.iter()
             .zip(&a.ca_key)
-            .map(|(ca, key)| load_ca(ca, key, &a.pass, &a.pkcs11, Digest::Sha256))
+            .map(|(ca, key)| load_ca(ca, key, &a.pass, &a.pkcs11, Digest::Sha256, &[]))
             .collect::<Result<Vec<_>>>()?;
     if let Some(why) = same_issuer_twice(&cas) {
         super::usage(why);

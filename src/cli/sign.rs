@@ -5,7 +5,7 @@ use devcert::error::Result;
 use devcert::input::load_csr;
 use devcert::inspect::describe_certificate;
 use devcert::keys::pem_encode;
-use devcert::output::{Mode, refuse_overwriting_ca, write_file};
+use devcert::output::{Mode, write_file};
 use devcert::registry::register_issued;
 use devcert::sign::{CertRequest, parse_serial};
 use serde_json::json;
@@ -61,13 +61,8 @@ pub fn run(a: SignArgs) -> Result<()> {
     let (csr, csr_der) = load_csr(&input)?;
     verify_csr(&csr_der, &csr, &input.label)?;
     let profile = a.profile.load()?;
-    if a.out.out != "-" {
-        refuse_overwriting_ca(
-            [std::path::Path::new(&a.out.out)],
-            &[("--ca", &a.ca), ("--ca-key", &a.ca_key)],
-        )?;
-    }
-    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, a.digest)?;
+    let writes = super::files_of(&[&a.out.out]);
+    let ca = load_ca(&a.ca, &a.ca_key, &a.pass, &a.pkcs11, a.digest, &writes)?;
     let issued = ca.issue(&CertRequest {
         subject: &csr.info.subject,
         spki: &csr.info.public_key,
