@@ -249,6 +249,14 @@ fn outputs_never_replace_the_signing_ca_files() {
     ];
     t.devcert(&[&sign[..], &["-o", "CA.crt"]].concat())
         .fails_naming(&["CA.crt", "--ca this command signs with"]);
+    // A CRL written over the CA's key.
+    t.devcert(&["registry", "--db", "r.db", "ca", "add", "CA.crt"])
+        .ok();
+    let crl = [
+        "registry", "--db", "r.db", "crl", "--ca", "CA.crt", "--ca-key", "CA.key",
+    ];
+    t.devcert(&[&crl[..], &["-o", "CA.key", "--force"]].concat())
+        .fails_naming(&["CA.key", "--ca-key this command signs with"]);
     // issue's five files: a CA kept as client.crt/client.key in the out dir.
     std::fs::copy(t.path("CA.crt"), t.path("sub/client.crt")).unwrap();
     std::fs::copy(t.path("CA.key"), t.path("sub/client.key")).unwrap();

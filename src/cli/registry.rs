@@ -632,7 +632,10 @@ fn crl(db: &str, a: CrlArgs) -> Result<()> {
     let cas =
         a.ca.iter()
             .zip(&a.ca_key)
-            .map(|(ca, key)| load_ca(ca, key, &a.pass, &a.pkcs11, Digest::Sha256, &[]))
+            .map(|(ca, key)| {
+                let writes = super::files_of(&[&a.out.out]);
+                load_ca(ca, key, &a.pass, &a.pkcs11, Digest::Sha256, &writes)
+            })
             .collect::<Result<Vec<_>>>()?;
     if let Some(why) = same_issuer_twice(&cas) {
         super::usage(why);
