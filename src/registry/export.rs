@@ -116,12 +116,9 @@ impl Registry {
             ca_serials.insert(id, ca.serial);
             counts.cas += 1;
         }
-        let mut after = 0;
-        loop {
-            let page = tx.device_rows(after, PAGE).map_err(fail)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            for (_, d) in page {
+        paged(
+            |after| tx.device_rows(after, PAGE).map_err(fail),
+            |d| {
                 put(&Line::Device {
                     serial: d.serial,
                     ca_serial: ca_serials.get(&d.ca_id).cloned().unwrap_or_default(),
@@ -136,8 +133,9 @@ impl Registry {
                     last_connected_at: d.last_connected_at.map(rfc3339),
                 })?;
                 counts.devices += 1;
-            }
-        }
+                Ok(())
+            },
+        )?;
         for r in tx.revocations().map_err(fail)? {
             put(&Line::Revocation {
                 serial: r.serial,
@@ -148,12 +146,9 @@ impl Registry {
             })?;
             counts.revocations += 1;
         }
-        let mut after = 0;
-        loop {
-            let page = tx.audit_rows(after, PAGE).map_err(fail)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            for (_, a) in page {
+        paged(
+            |after| tx.audit_rows(after, PAGE).map_err(fail),
+            |a| {
                 put(&Line::Audit {
                     at: rfc3339(a.at),
                     actor: a.actor,
@@ -161,8 +156,9 @@ impl Registry {
                     serial: a.serial,
                 })?;
                 counts.audit += 1;
-            }
-        }
+                Ok(())
+            },
+        )?;
         tx.commit().map_err(fail)?;
         Ok(counts)
     }
@@ -374,6 +370,23 @@ impl Registry {
         }
         tx.commit().map_err(fail)?;
         Ok(counts)
+    }
+}
+
+/// Calls `each` with every row `fetch(after_id)` returns, page by page
+/// in id order (keyset paging: memory stays one page).
+fn paged<T>(
+    mut fetch: impl FnMut(i64) -> Result<Vec<(i64, T)>>,
+    mut each: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let page = fetch(after)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = *last;
+        page.into_iter().try_for_each(|(_, row)| each(row))?;
     }
 }
 
