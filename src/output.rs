@@ -369,13 +369,13 @@ fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
         let target = s.target.clone();
         // A device or pipe is written into: nothing to keep aside or undo
         // (removing it on a rollback would delete the device node).
-        let special = special_kind(&target).is_some();
-        let prior = if keep && !special {
+        let special = special_kind(&target);
+        let prior = if keep && special.is_none() {
             keep_aside(&target)
         } else {
             None
         };
-        if let Err(e) = rename_staged(s, force) {
+        if let Err(e) = rename_staged(s, force, special) {
             for (path, prior) in placed.into_iter().rev() {
                 match prior {
                     Some(old) => drop(old.persist(&path)),
@@ -384,7 +384,7 @@ fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
             }
             return Err(e);
         }
-        if !special {
+        if special.is_none() {
             placed.push((target, prior));
         }
     }
@@ -392,13 +392,15 @@ fn place_each(staged: Vec<Staged>, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn rename_staged(staged: Staged, force: bool) -> Result<()> {
+/// `special`: what the target is when it is a device, pipe or socket
+/// (looked up once by the caller).
+fn rename_staged(staged: Staged, force: bool, special: Option<Special>) -> Result<()> {
     let Staged {
         temp,
         target,
         _live,
     } = staged;
-    if let Some(kind) = special_kind(&target) {
+    if let Some(kind) = special {
         let mut data = temp
             .reopen()
             .map_err(|e| Error::io("cannot write output", &target.display().to_string(), &e))?;
